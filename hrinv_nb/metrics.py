@@ -1,0 +1,148 @@
+"""Reconstruction metrics (spec §3.6) and a high-frequency artifact measure.
+
+All functions take ``(img, target)`` tensors ``[B, 3, H, W]`` in [-1, 1] and return a float
+(the mean over the batch). PSNR and SSIM use scikit-image on uint8 images (rounded, data range 255).
+LPIPS uses the ``lpips`` package (``net='vgg'``, v0.1) and needs torchvision's ImageNet VGG16
+weights ``vgg16-397923af.pth`` locally (``weights=``, env ``HRINV_TORCHVISION_VGG16`` or the torch
+hub cache); without them it raises :class:`MetricUnavailable` instead of downloading or guessing.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .images import to_uint8
+
+TORCHVISION_VGG16_ENV = "HRINV_TORCHVISION_VGG16"
+TORCHVISION_VGG16_FILE = "vgg16-397923af.pth"
+
+
+class MetricUnavailable(RuntimeError):
+    """A metric cannot be computed here (e.g. its network weights are not available locally)."""
+
+
+def _pairs(img: torch.Tensor, target: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per-sample uint8 ``[H, W, 3]`` pairs; checks that shapes match."""
+    assert img.ndim == 4 and img.shape[1] == 3, f"expected [B,3,H,W], got {tuple(img.shape)}"
+    assert img.shape == target.shape, f"shape mismatch: {tuple(img.shape)} vs {tuple(target.shape)}"
+    return [(to_uint8(img[i]), to_uint8(target[i])) for i in range(img.shape[0])]
+
+
+def psnr(img: torch.Tensor, target: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio in dB (skimage, uint8, data range 255); ``inf`` for identical images."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    values = []
+    for a, b in _pairs(img, target):
+        if np.array_equal(a, b):
+            values.append(float("inf"))
+        else:
+            values.append(float(peak_signal_noise_ratio(b, a, data_range=255)))
+    return float(np.mean(values))
+
+
+def ssim(img: torch.Tensor, target: torch.Tensor) -> float:
+    """Structural similarity (skimage, uint8, data range 255, channel axis 2, default 7×7 window)."""
+    from skimage.metrics import structural_similarity
+
+    values = [float(structural_similarity(b, a, channel_axis=2, data_range=255)) for a, b in _pairs(img, target)]
+    return float(np.mean(values))
+
+
+def _torchvision_vgg16_path(weights: str | os.PathLike | None) -> Path:
+    """Local torchvision VGG16 ImageNet weights, or :class:`MetricUnavailable`."""
+    where = (
+        f"pass weights=, set {TORCHVISION_VGG16_ENV}=/path/to/{TORCHVISION_VGG16_FILE}, or copy it to "
+        f"{Path(torch.hub.get_dir()) / 'checkpoints' / TORCHVISION_VGG16_FILE}"
+    )
+    candidates = [weights, os.environ.get(TORCHVISION_VGG16_ENV) or None]
+    for candidate in candidates:
+        if candidate is not None:
+            path = Path(candidate).expanduser()
+            if not path.is_file():
+                raise MetricUnavailable(f"LPIPS: VGG16 weights file not found: {path}; {where}")
+            return path
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_VGG16_FILE
+    if cached.is_file():
+        return cached
+    raise MetricUnavailable(
+        f"LPIPS (net='vgg') needs torchvision's ImageNet VGG16 weights ({TORCHVISION_VGG16_FILE}), which are not "
+        f"available locally and are never downloaded; {where}"
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def _lpips_model(vgg_path: str, device: str) -> torch.nn.Module:
+    """``lpips.LPIPS(net='vgg')`` with its trunk loaded from ``vgg_path`` (no download)."""
+    import lpips as lpips_package
+
+    from .losses import load_state_dict_file
+
+    with warnings.catch_warnings():  # torchvision's deprecation notice for lpips' `pretrained=` argument
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips_package.LPIPS(net="vgg", version="0.1", pnet_rand=True, verbose=False)
+    state = load_state_dict_file(vgg_path)
+    loaded = 0
+    for trunk_slice in (model.net.slice1, model.net.slice2, model.net.slice3, model.net.slice4, model.net.slice5):
+        for index, layer in trunk_slice.named_children():
+            if isinstance(layer, torch.nn.Conv2d):
+                try:
+                    layer.weight.data.copy_(state[f"features.{index}.weight"])
+                    layer.bias.data.copy_(state[f"features.{index}.bias"])
+                except (KeyError, RuntimeError) as err:
+                    raise MetricUnavailable(f"{vgg_path} is not a torchvision VGG16 state dict: {err}") from err
+                loaded += 1
+    assert loaded == 13, loaded
+    return model.eval().requires_grad_(False).to(device)
+
+
+def lpips(img: torch.Tensor, target: torch.Tensor, *, weights: str | os.PathLike | None = None) -> float:
+    """LPIPS (``lpips`` package, ``net='vgg'``, v0.1) at full resolution on [-1, 1] inputs."""
+    assert img.ndim == 4 and img.shape == target.shape, f"shape mismatch: {tuple(img.shape)} vs {tuple(target.shape)}"
+    path = _torchvision_vgg16_path(weights)
+    model = _lpips_model(str(path), str(img.device))
+    with torch.no_grad():
+        value = model(img.float(), target.float().to(img.device))
+    return float(value.mean())
+
+
+def _radial_frequency(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """|f| / Nyquist for every bin of an ``fft2`` of size H×W (1 = Nyquist along an axis)."""
+    fy = torch.fft.fftfreq(height, device=device, dtype=torch.float64) / 0.5
+    fx = torch.fft.fftfreq(width, device=device, dtype=torch.float64) / 0.5
+    return torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
+
+
+def residual_band_power(img: torch.Tensor, target: torch.Tensor, cutoff: float = 0.5) -> torch.Tensor:
+    """Per-sample, per-channel power of ``img - target`` at radial frequency > ``cutoff`` × Nyquist, ``[B, C]``.
+
+    Power is normalised so that the sum over all bins equals the mean squared residual (Parseval).
+    """
+    assert img.ndim == 4 and img.shape == target.shape, f"shape mismatch: {tuple(img.shape)} vs {tuple(target.shape)}"
+    residual = (img.detach().double() - target.detach().double().to(img.device))
+    height, width = residual.shape[2:]
+    spectrum = torch.fft.fft2(residual)
+    power = spectrum.abs().square() / float(height * width) ** 2
+    mask = _radial_frequency(height, width, residual.device) > cutoff
+    return (power * mask).sum(dim=(2, 3))
+
+
+def hf_artifact_energy(img: torch.Tensor, target: torch.Tensor, cutoff: float = 0.5) -> float:
+    """Residual power above ``cutoff`` × Nyquist, averaged over batch and channels.
+
+    With ``cutoff=0.5`` this is the band that a 2× downsampled loss input cannot see; a negative
+    cutoff includes every bin and gives the plain MSE.
+    """
+    return float(residual_band_power(img, target, cutoff).mean())
+
+
+def hf_energy_ratio(img: torch.Tensor, target: torch.Tensor, cutoff: float = 0.5) -> float:
+    """Fraction of the residual power above ``cutoff`` × Nyquist (0 when the residual is zero)."""
+    total = float(residual_band_power(img, target, -1.0).mean())
+    return hf_artifact_energy(img, target, cutoff) / total if total > 0 else 0.0
