@@ -62,7 +62,7 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """Networks after training plus a per-step loss history."""
+    """Networks after training, a per-step loss history and the total training seconds (all runs)."""
 
     G: Generator
     D: Discriminator
@@ -167,6 +167,7 @@ def train(
     pl_mean = torch.zeros([], device=device)
     history: list[dict[str, float]] = []
     start = 0
+    seconds_before = 0.0
     state_path = Path(out_dir) / "state.pt" if out_dir is not None else None
     if state_path is not None and state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=False)
@@ -179,6 +180,7 @@ def train(
         pl_mean = state["pl_mean"].to(device)
         history = state["history"]
         start = int(state["step"])
+        seconds_before = float(state.get("seconds", 0.0))
 
     def save_state(step: int) -> None:
         if state_path is None:
@@ -186,7 +188,7 @@ def train(
         _atomic_torch_save(
             dict(G=G.state_dict(), D=D.state_dict(), G_ema=G_ema.state_dict(), opt_g=opt_g.state_dict(),
                  opt_d=opt_d.state_dict(), rng=gen.get_state(), pl_mean=pl_mean, history=history, step=step,
-                 config=asdict(cfg)),
+                 config=asdict(cfg), seconds=seconds_before + time.perf_counter() - t0),
             state_path,
         )
 
@@ -280,7 +282,7 @@ def train(
     D.eval()
     if out_dir is not None:
         save_networks(Path(out_dir) / "networks.safetensors", G=G_ema, D=D, meta={"train_config": asdict(cfg)})
-    return TrainResult(G=G, D=D, G_ema=G_ema, history=history, seconds=time.perf_counter() - t0)
+    return TrainResult(G=G, D=D, G_ema=G_ema, history=history, seconds=seconds_before + time.perf_counter() - t0)
 
 
 def finetune_copy(G_s: Generator, D_s: Discriminator) -> tuple[Generator, Discriminator]:

@@ -1,0 +1,120 @@
+"""Regenerate the embedded toy world's trained assets in ``data/``, resumably, from seeds.
+
+    python -m hrinv_nb.build_assets                 # every asset that is missing, in order
+    python -m hrinv_nb.build_assets --only G_s      # one asset (others: G_t_cartoon, ...)
+    python -m hrinv_nb.build_assets --force --only G_t_anime
+
+Work in progress (render caches, resumable training states) lives in ``data/_work/`` (ignored by
+git); an interrupted command picks up where it stopped. Each finished asset is written to
+``data/<name>.safetensors`` (float16 storage) with a provenance record ``data/<name>.json``:
+the command, seed, configuration, training time and file size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from .checkpoints import load_networks, save_networks
+from .toyworld import TARGET_STYLES, new_toy_networks, paired_dataset
+from .training import TrainConfig, finetune_copy, train
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "data"
+WORK = DATA / "_work"
+
+SOURCE = dict(name="G_s", style="photo", n_data=8192, data_seed=1, init_seed=0, train_seed=0)
+TARGETS = {s: dict(name=f"G_t_{s}", style=s, n_data=2048, data_seed=10 + i, train_seed=100 + i) for i, s in enumerate(TARGET_STYLES)}
+
+
+def source_config(steps: int) -> TrainConfig:
+    """Training configuration of the toy source generator G_s (photo renders)."""
+    return TrainConfig(steps=steps, batch=16, lr_g=0.0025, lr_d=0.0025, r1_gamma=0.05, r1_interval=16,
+                       ema_kimg=2.0, recon_weight=10.0, recon_size=16, augment_p=0.0, checkpoint_every=50, seed=0)
+
+
+def target_config(steps: int, seed: int) -> TrainConfig:
+    """Fine-tuning configuration of a toy target generator G_t (mapping frozen, as in the paper)."""
+    return TrainConfig(steps=steps, batch=16, lr_g=0.002, lr_d=0.002, r1_gamma=0.05, r1_interval=16,
+                       ema_kimg=1.0, recon_weight=10.0, recon_size=16, augment_p=0.2, freeze_mapping=True,
+                       checkpoint_every=50, seed=seed)
+
+
+def _record(name: str, seconds: float, cfg: TrainConfig, extra: dict) -> None:
+    path = DATA / f"{name}.safetensors"
+    record = {
+        "asset": name,
+        "command": "python -m hrinv_nb.build_assets " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "training_seconds": round(seconds, 1),
+        "size_bytes": path.stat().st_size,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "train_config": asdict(cfg),
+        **extra,
+    }
+    (DATA / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def build_source(steps: int, progress: bool = True) -> Path:
+    """Train G_s/D_s on photo renders (paired reconstruction + adversarial) and save them."""
+    spec = SOURCE
+    data = paired_dataset(spec["n_data"], spec["style"], spec["data_seed"], cache=WORK / "data_photo.pt", progress=progress)
+    G, D = new_toy_networks(spec["init_seed"])
+    cfg = source_config(steps)
+    res = train(G, D, data.sample, cfg, out_dir=WORK / spec["name"], progress=progress)
+    out = save_networks(DATA / "G_s.safetensors", G=res.G_ema, D=res.D, half=True,
+                        meta={"asset": "G_s", "style": "photo"})
+    _record("G_s", res.seconds, cfg, {k: v for k, v in spec.items() if k != "name"})
+    return out
+
+
+def build_target(style: str, steps: int, progress: bool = True) -> Path:
+    """Fine-tune G_t/D_t from G_s/D_s on renders of the same factors in ``style``, mapping frozen."""
+    spec = TARGETS[style]
+    src = load_networks(DATA / "G_s.safetensors")
+    data = paired_dataset(spec["n_data"], style, spec["data_seed"], cache=WORK / f"data_{style}.pt", progress=progress)
+    G, D = finetune_copy(src.G, src.D)
+    cfg = target_config(steps, spec["train_seed"])
+    res = train(G, D, data.sample, cfg, out_dir=WORK / spec["name"], progress=progress)
+    name = spec["name"]
+    out = save_networks(DATA / f"{name}.safetensors", G=res.G_ema, D=res.D, half=True,
+                        meta={"asset": name, "style": style, "finetuned_from": "G_s"})
+    _record(name, res.seconds, cfg, {k: v for k, v in spec.items() if k != "name"})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = ["G_s"] + [TARGETS[s]["name"] for s in TARGET_STYLES]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", action="append", choices=names, default=None)
+    parser.add_argument("--force", action="store_true", help="rebuild assets that already exist")
+    parser.add_argument("--source-steps", type=int, default=2000)
+    parser.add_argument("--target-steps", type=int, default=600)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for name in args.only or names:
+        if (DATA / f"{name}.safetensors").exists() and not args.force:
+            print(f"{name}: exists, skipped (use --force to rebuild)")
+            continue
+        if args.force:
+            shutil.rmtree(WORK / name, ignore_errors=True)
+        print(f"{name}: building ...", flush=True)
+        if name == "G_s":
+            out = build_source(args.source_steps, progress=not args.quiet)
+        else:
+            out = build_target(name.removeprefix("G_t_"), args.target_steps, progress=not args.quiet)
+        print(f"{name}: wrote {out.relative_to(REPO)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
