@@ -1,0 +1,81 @@
+"""LSO (Eq. 8) and its direction-constrained variant (Eq. 9) on the parity generator."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import hrinv_nb
+from conftest import TINY
+from hrinv_nb.directions import sefa_directions
+from hrinv_nb.losses import perceptual_loss
+from hrinv_nb.lso import decoded_target, lso
+
+
+@pytest.fixture(scope="module")
+def setup():
+    G = hrinv_nb.load_networks(TINY).G
+    gen = torch.Generator().manual_seed(0)
+    w_m = G.mapping(torch.randn(1, 128, generator=gen), None)
+    w_c = G.mapping(torch.randn(1, 128, generator=gen), None)
+    w_target = w_m.clone()
+    w_target[:, :5] = w_c[:, :5]  # the content differs in the early codes only
+    with torch.no_grad():
+        content = G.synthesis(w_target, noise_mode="const") / 20  # parity images are large; scale down
+    return G, w_m, content
+
+
+def _mse():
+    return perceptual_loss("mse")
+
+
+def test_lso_changes_only_selected_rows_and_reduces_loss(setup):
+    G, w_m, content = setup
+    res = lso(G, w_m, content * 20, rows=(0, 1, 2), num_steps=30, loss=_mse(), progress=False, lr=0.05)
+    assert res.rows == (0, 1, 2)
+    assert torch.equal(res.w[:, 3:], w_m[:, 3:])
+    assert not torch.equal(res.w[:, :3], w_m[:, :3])
+    assert res.history["perceptual"][-1] < res.history["perceptual"][0]
+    assert res.image.shape == res.mixed_image.shape == (1, 3, 64, 64)
+    assert len(res.history["lr"]) == 30 and res.history["lr"][0] == 0.0
+
+
+def test_l2_term_keeps_offset_smaller(setup):
+    G, w_m, content = setup
+    free = lso(G, w_m, content * 20, num_steps=30, reg_weight=0.0, loss=_mse(), progress=False)
+    reg = lso(G, w_m, content * 20, num_steps=30, reg_weight=50.0, loss=_mse(), progress=False)
+    assert reg.offset.norm() < free.offset.norm()
+    wd = lso(G, w_m, content * 20, num_steps=30, reg_weight=50.0, reg_mode="weight_decay", loss=_mse(), progress=False)
+    assert wd.offset.norm() < free.offset.norm()
+
+
+def test_direction_constraint_spans_top_k_and_is_shared(setup):
+    G, w_m, content = setup
+    dirs = sefa_directions(G)[:5]
+    res = lso(G, w_m, content * 20, num_steps=10, loss=_mse(), directions=dirs, progress=False)
+    off = res.offset[0]  # [rows, w_dim]
+    assert torch.allclose(off, off[:1].expand_as(off)), "one offset shared by the selected rows"
+    residual = off[0] - dirs.t() @ (dirs @ off[0])
+    assert residual.norm() < 1e-4 * max(off[0].norm().item(), 1e-6)
+    assert torch.allclose(res.w - w_m, torch.nn.functional.pad(off, (0, 0, 0, 5))[None], atol=1e-6)
+
+
+def test_judge_noise_and_bad_rows(setup):
+    G, w_m, content = setup
+    judge = lambda a, b: float((a - b).square().mean())  # noqa: E731
+    res = lso(G, w_m, content * 20, num_steps=10, loss=_mse(), judge=judge, optimize_noise=True,
+              latent_noise_std=1.0, progress=False)
+    assert set(res.distances) == {"content_vs_mixed", "content_vs_lso"}
+    assert res.noise and all(torch.isfinite(v).all() for v in res.noise.values())
+    # G itself was not modified by noise optimisation
+    assert not any(b.requires_grad for b in hrinv_nb.noise_buffers(G).values())
+    with pytest.raises(ValueError):
+        lso(G, w_m, content, rows=(10,), loss=_mse(), progress=False)
+
+
+def test_decoded_target_is_quantised(setup):
+    G, w_m, _ = setup
+    t = decoded_target(G, w_m)
+    assert t.shape == (1, 3, 64, 64) and t.min() >= -1 and t.max() <= 1
+    levels = ((t + 1) / 2 * 255).round()
+    torch.testing.assert_close((t + 1) / 2 * 255, levels, atol=1e-3, rtol=0)
