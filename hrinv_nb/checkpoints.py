@@ -35,11 +35,12 @@ except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core.multiarray import _reconstruct as _np_reconstruct
 from safetensors.torch import save_file
 
+from .inr import StyleINRGenerator
 from .networks import Discriminator, Generator
 
 PathLike = str | os.PathLike
 
-GENERATOR_CLASSES: dict[str, type[torch.nn.Module]] = {"Generator": Generator}
+GENERATOR_CLASSES: dict[str, type[torch.nn.Module]] = {"Generator": Generator, "StyleINRGenerator": StyleINRGenerator}
 DISCRIMINATOR_CLASSES: dict[str, type[torch.nn.Module]] = {"Discriminator": Discriminator}
 
 _WHERE_TO_PUT = (
