@@ -1,10 +1,18 @@
 """hrinv_nb: a literate reproduction of HRInversion on plain-PyTorch StyleGAN2-ADA networks.
 
-Importing the package only defines names; nothing is computed or loaded.
+Importing the package only defines names; nothing is computed, loaded or downloaded.
 """
 
+from . import metrics
+from .blending import blend_generators, blend_latents, layer_swap, mix
 from .checkpoints import CheckpointError, Networks, UnsafePickleError, load_networks, save_networks
+from .directions import sefa_directions
+from .images import load_image, save_image
+from .losses import perceptual_loss
+from .lso import LSOResult, lso
 from .networks import Discriminator, Generator, discriminator_features, noise_buffers, set_noise_buffers
+from .projector import ProjectionResult, load_projection, project, save_projection
+from .retrieval import id_retrieval
 
 __version__ = "0.1.0"
 
@@ -12,12 +20,28 @@ __all__ = [
     "CheckpointError",
     "Discriminator",
     "Generator",
+    "LSOResult",
     "Networks",
+    "ProjectionResult",
     "UnsafePickleError",
+    "blend_generators",
+    "blend_latents",
     "discriminator_features",
+    "id_retrieval",
+    "layer_swap",
+    "load_image",
     "load_networks",
+    "load_projection",
+    "lso",
+    "metrics",
+    "mix",
     "noise_buffers",
+    "perceptual_loss",
+    "project",
+    "save_image",
     "save_networks",
+    "save_projection",
+    "sefa_directions",
     "set_noise_buffers",
     "__version__",
 ]

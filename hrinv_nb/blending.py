@@ -112,6 +112,11 @@ def blend_latents(w_s: torch.Tensor, w_t: torch.Tensor, gamma: Gamma | None = No
     return torch.lerp(w_s, w_t.to(w_s), g)  # exact at γ = 0 and γ = 1
 
 
+def default_swap_res(G: Generator) -> int:
+    """The first block that the paper's schedule gives the high γ (b128 at 1024², b32 at 64²)."""
+    return min(r for r, g in paper_gamma(G).items() if g > 0.5)
+
+
 def swap_schedule(G: Generator, swap_res: int, blend_width: float | None = None,
                   high_from_target: bool = True) -> dict[int, float]:
     """Pinkney's resolution-dependent layer swap as a γ schedule (γ ∈ {0, 1}, or sigmoid-smoothed).
@@ -163,9 +168,7 @@ def mix(method: str, G_s: Generator, G_t: Generator, w_s: torch.Tensor, w_t: tor
     if method not in MIXING_METHODS:
         raise ValueError(f"unknown mixing method {method!r}; expected one of {MIXING_METHODS}")
     if method in ("layer_swap", "swap_g_and_w"):
-        if swap_res is None:
-            swap_res = min(r for r, g in paper_gamma(G_s).items() if g > 0.5)
-        sched = swap_schedule(G_s, swap_res)
+        sched = swap_schedule(G_s, swap_res if swap_res is not None else default_swap_res(G_s))
     else:
         sched = gamma_schedule(G_s, gamma)
     G_m = blend_generators(G_s, G_t, sched)

@@ -34,12 +34,12 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         values = np.asarray(img).astype(np.float64)
         sixteen_bit = img.mode in _SIXTEEN_BIT_MODES or values.max(initial=0) > 255
         grey = np.clip(values / 257.0 if sixteen_bit else values, 0, 255)
-        return Image.fromarray(np.rint(grey).astype(np.uint8), mode="L").convert("RGB")
+        return Image.fromarray(np.rint(grey).astype(np.uint8)).convert("RGB")
     if img.mode == "F":
         values = np.asarray(img).astype(np.float64)
         scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0
         grey = np.clip(values * scale, 0, 255)
-        return Image.fromarray(np.rint(grey).astype(np.uint8), mode="L").convert("RGB")
+        return Image.fromarray(np.rint(grey).astype(np.uint8)).convert("RGB")
     if img.mode in ("P", "PA"):
         return img.convert("RGBA").convert("RGB")
     return img.convert("RGB")
@@ -92,7 +92,7 @@ def load_image(
     path = Path(path)
     img = _to_rgb(_open(path))
     if crop is None:
-        crop = not isinstance(size, tuple)
+        crop = not isinstance(size, (tuple, list))
     if size is None:
         out_hw = None
         aspect = 1.0

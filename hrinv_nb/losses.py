@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable, Union
@@ -376,7 +377,8 @@ class PerceptualLoss(nn.Module):
                     f"{self.name} layer {key!r}: features {tuple(pred.shape)} do not match the target's "
                     f"{tuple(target.shape)} (same image size as the target, batch 1 or equal?)"
                 )
-            terms[key] = ((pred - target) * lam).square().sum() / batch
+            # λ² · Σ (φ − φ_t)², the same as Σ (λφ − λφ_t)²; mse_loss saves no extra activation for backward
+            terms[key] = F.mse_loss(pred, target.expand_as(pred), reduction="sum") * (lam**2 / batch)
         return terms
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
@@ -542,6 +544,8 @@ def perceptual_loss(
     layer. ``seed`` seeds ``vgg16_conv_random``. ``discriminator`` needs ``D=`` and takes
     ``blocks=`` (default: the blocks of D with non-zero weight) and ``table=`` ('ffhq' or 'real_face').
     """
+    if name in ("vgg16_conv_random", "mse", "discriminator") and weights is not None:
+        raise ValueError(f"{name} takes no weights file (got weights={weights!r})")
     if name in ("vgg16_conv", "vgg16_relu", "vgg16_conv_random"):
         table_name = table or _resolution_table(downsample_size)
         random_seed = seed if name == "vgg16_conv_random" else None
@@ -565,7 +569,9 @@ def perceptual_loss(
     elif name == "lpips_vgg":
         path = resolve_weights("lpips_vgg", weights)
         try:
-            model = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():  # torch >= 2.9 flags TorchScript as deprecated
+                warnings.simplefilter("ignore", FutureWarning)
+                model = torch.jit.load(str(path), map_location="cpu")
         except RuntimeError as err:
             raise ValueError(f"{path}: not a TorchScript LPIPS-VGG16 file (NVIDIA's metrics/vgg16.pt): {err}") from err
         size = downsample_size if isinstance(downsample_size, int) else _size_pair(downsample_size)[0]

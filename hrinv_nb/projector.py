@@ -6,6 +6,9 @@ of the steps from exactly 0, stays flat, and follows a cosine to ≈0 over the l
 (:func:`learning_rate`); latent noise ε of scale 0.05·w_std decays quadratically to 0 at 75 %
 (:func:`latent_noise_sigma`). The loss is d(G(w+ε, n), x) + λ_mse·MSE + λ_noise·R(n).
 
+Noise maps are renormalised only when they are optimised (the authors' code also renormalised the
+generator's fixed constant maps, a quirk avoided here, spec §11.16).
+
 Randomness: w̄ and w_std come from ``numpy.random.RandomState(w_avg_seed)`` latents, like the
 authors' code; the fresh noise maps and ε come from ``torch.Generator(device).manual_seed(seed)``.
 Same seed, same device and thread count -> the same result.
@@ -232,6 +235,7 @@ def project(
     ``optimize_noise``: fresh N(0, 1) noise maps, optimised and renormalised after every step.
     ``optimize_w=False`` with ``w_init`` optimises only the noise maps (ε off), as in spec §8.1.
     ``callback(step, w, image)`` receives detached snapshots (w without ε, image with ε).
+    ε is drawn for every row of the optimised code (W+: one draw per layer; W: one shared draw).
     """
     _check_target(target)
     if w_space.lower() not in ("w+", "w"):
@@ -288,7 +292,7 @@ def project(
 
         for key, value in (("lr", step_lr), ("sigma", sigma), ("loss", total), ("perceptual", perceptual),
                            ("mse", mse), ("noise_reg", noise_reg)):
-            history[key].append(float(value))
+            history[key].append(float(value.detach()) if isinstance(value, torch.Tensor) else float(value))
         if progress and step % 10 == 0:
             bar.set_postfix(loss=f"{history['loss'][-1]:.4g}", mse=f"{history['mse'][-1]:.4g}")
         if callback is not None:

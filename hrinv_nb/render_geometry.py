@@ -14,9 +14,11 @@ which is accurate near the boundary, where antialiasing and outlines need it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 IDENTITY_FACTORS: tuple[str, ...] = (
@@ -35,6 +37,8 @@ NUISANCE_FACTORS: tuple[str, ...] = (
 )
 N_IDENTITY: int = len(IDENTITY_FACTORS)
 N_NUISANCE: int = len(NUISANCE_FACTORS)
+TORSO_CY, TORSO_RX, TORSO_RY = 0.9, 1.1, 0.45  # shoulders: an ellipse below the head
+NECKLINE_Y = 0.55  # lowest point of the (U-shaped) neckline, face-local units
 
 
 # ----------------------------------------------------------------------------- basics
@@ -76,28 +80,30 @@ def box_sd(x: Tensor, y: Tensor, cx: Tensor | float, cy: Tensor | float,
     return outside + torch.maximum(qx, qy).clamp_max(0.0) - r
 
 
-def segment_sd(x: Tensor, y: Tensor, ax: Tensor | float, ay: Tensor | float,
-               bx: Tensor | float, by: Tensor | float) -> Tensor:
-    """Unsigned distance to the segment from ``a`` to ``b``."""
-    pax, pay = x - ax, y - ay
-    bax, bay = bx - ax, by - ay
-    h = ((pax * bax + pay * bay) / (bax * bax + bay * bay + 1e-12)).clamp(0.0, 1.0)
-    return torch.sqrt((pax - bax * h) ** 2 + (pay - bay * h) ** 2 + 1e-12)
+def nexp(a: Tensor) -> Tensor:
+    """``exp(a)`` with ``a >= -60``: never underflows into (very slow) denormal floats."""
+    return torch.exp(a.clamp_min(-60.0))
+
+
+def spec_pow(c: Tensor, k: float) -> Tensor:
+    """Specular lobe ``c ** k`` for a cosine ``c`` in [0, 1], floored so it stays a normal float."""
+    return c.clamp_min(0.06) ** k
 
 
 def gauss(x: Tensor, y: Tensor, cx: Tensor | float, cy: Tensor | float,
           sx: Tensor | float, sy: Tensor | float) -> Tensor:
     """Unnormalised anisotropic Gaussian bump of height 1."""
-    return torch.exp(-(((x - cx) / sx) ** 2) - ((y - cy) / sy) ** 2)
+    return nexp(-(((x - cx) / sx) ** 2) - ((y - cy) / sy) ** 2)
 
 
 # ----------------------------------------------------------------------------- noise
 
 _M31 = 0x7FFFFFFF
+_TABLE = 256
 
 
 def _hash(ix: Tensor, iy: Tensor, seed: Tensor) -> Tensor:
-    """Integer lattice hash -> float in [0, 1); identical on every device."""
+    """Integer hash of (ix, iy, seed) -> float in [0, 1); used for seeds, not per pixel."""
     h = (ix * 73856093) ^ (iy * 19349663) ^ (seed * 83492791)
     h = h & _M31
     h = (((h >> 16) ^ h) * 0x45D9F3B) & _M31
@@ -106,20 +112,34 @@ def _hash(ix: Tensor, iy: Tensor, seed: Tensor) -> Tensor:
     return (h & 0xFFFFFF).to(torch.float32) * (1.0 / 16777216.0)
 
 
+@functools.lru_cache(maxsize=1)
+def _noise_table() -> Tensor:
+    """Periodic 256x256 table of lattice values (one extra wrapped row/column), [1,1,257,257]."""
+    t = torch.rand(_TABLE, _TABLE, generator=torch.Generator().manual_seed(20220701))
+    t = torch.cat([t, t[:1]], 0)
+    return torch.cat([t, t[:, :1]], 1).view(1, 1, _TABLE + 1, _TABLE + 1)
+
+
 def value_noise(u: Tensor, v: Tensor, seed: Tensor) -> Tensor:
-    """Smooth value noise in [0, 1] on the unit lattice of ``(u, v)``; ``seed`` is int64 [B,1,1]."""
-    fu, fv = torch.floor(u), torch.floor(v)
-    tu, tv = u - fu, v - fv
-    iu, iv = fu.to(torch.int64) + 4096, fv.to(torch.int64) + 4096
-    a = _hash(iu, iv, seed)
-    b = _hash(iu + 1, iv, seed)
-    c = _hash(iu, iv + 1, seed)
-    d = _hash(iu + 1, iv + 1, seed)
-    su = tu * tu * (3.0 - 2.0 * tu)
-    sv = tv * tv * (3.0 - 2.0 * tv)
-    top = a + (b - a) * su
-    bot = c + (d - c) * su
-    return top + (bot - top) * sv
+    """Smooth value noise in [0, 1] on the unit lattice of ``(u, v)`` [B,H,W]; ``seed`` int64 [B,1,1].
+
+    Lattice values come from a fixed periodic table (period 256 cells), offset per seed;
+    interpolation is smoothstep-weighted bilinear (done by ``grid_sample`` on warped
+    coordinates, which is much faster on CPU than hashing every pixel).
+    """
+    u, v = torch.broadcast_tensors(u, v)
+    seed = seed.view(-1, 1, 1).to(torch.int64)
+    ou = _hash(seed, torch.ones_like(seed), torch.zeros_like(seed)) * _TABLE
+    ov = _hash(seed, torch.full_like(seed, 2), torch.zeros_like(seed)) * _TABLE
+    uu, vv = u + ou, v + ov
+    fu, fv = torch.floor(uu), torch.floor(vv)
+    tu, tv = uu - fu, vv - fv
+    su = fu.remainder(_TABLE) + tu * tu * (3.0 - 2.0 * tu)
+    sv = fv.remainder(_TABLE) + tv * tv * (3.0 - 2.0 * tv)
+    grid = torch.stack([su * (2.0 / _TABLE) - 1.0, sv * (2.0 / _TABLE) - 1.0], -1)
+    table = _noise_table().expand(grid.shape[0], 1, _TABLE + 1, _TABLE + 1)
+    return F.grid_sample(table, grid, mode="bilinear", padding_mode="border",
+                         align_corners=True).squeeze(1)
 
 
 # ----------------------------------------------------------------------------- colours
@@ -203,9 +223,9 @@ def face_layout(identity: Tensor, sg: StyleGeometry) -> FaceLayout:
         ident = exaggerate_identity(ident, sg.exaggeration)
     f = {k: ident[:, i].view(-1, 1, 1) for i, k in enumerate(IDENTITY_FACTORS)}
     hs = sg.head_scale
-    cy = torch.full_like(f["head_width"], -0.1)
-    rx = 0.36 * (1 + 0.10 * f["head_width"]) * hs
-    ry = 0.47 * (1 + 0.07 * f["head_length"]) * hs
+    cy = torch.full_like(f["head_width"], -0.12)
+    rx = 0.37 * (1 + 0.10 * f["head_width"]) * hs
+    ry = 0.49 * (1 + 0.07 * f["head_length"]) * hs
     ry_low = ry * (1 + 0.08 * f["chin_length"])
     chin_y = cy + ry_low
     eye_y = cy + 0.03 + 0.03 * f["eye_height"] + sg.eye_drop
@@ -222,7 +242,8 @@ def face_layout(identity: Tensor, sg: StyleGeometry) -> FaceLayout:
     hair_ry = torch.maximum(ry + 0.05 + 0.03 * f["hair_volume"], ry + 0.025)
     hair = palette(f["hair_darkness"], HAIR_STOPS)
     warm = f["hair_warmth"].view(-1, 1, 1, 1)
-    hair = (hair * torch.cat([1 + 0.35 * warm, 1 + 0.02 * warm, 1 - 0.35 * warm], 1)).clamp(0, 1)
+    hair = (hair * torch.cat([1 + 0.3 * warm.clamp_min(0), 1 + 0.02 * warm, 1 - 0.3 * warm.clamp_min(0)], 1))
+    hair = torch.lerp(hair, hair.mean(1, keepdim=True), 0.5 * (-warm).clamp(0, 1)).clamp(0, 1)
     return FaceLayout(
         cy=cy, rx=rx, ry=ry, ry_low=ry_low,
         jaw_taper=(0.30 - 0.10 * f["jaw_width"] + sg.jaw_taper_add).clamp(0.05, 0.75),
@@ -231,19 +252,19 @@ def face_layout(identity: Tensor, sg: StyleGeometry) -> FaceLayout:
         eye_ry_low=eye_ry * sg.eye_lower, iris_rx=iris_rx, iris_ry=iris_ry,
         brow_y=eye_y - eye_ry - 0.045 * (0.6 + 0.4 * sg.eye_scale_y),
         brow_len=0.075 * (0.7 + 0.3 * sg.eye_scale_x),
-        brow_thick=(0.017 + 0.008 * f["brow_weight"]).clamp_min(0.006) * sg.brow_scale,
+        brow_thick=(0.021 + 0.010 * f["brow_weight"]).clamp_min(0.006) * sg.brow_scale,
         brow_tilt=0.022 * f["brow_tilt"],
-        nose_y=nose_y, nose_w=(0.042 + 0.012 * f["nose_width"]).clamp_min(0.015) * sg.nose_scale,
-        mouth_y=mouth_y, mouth_w=(0.09 + 0.02 * f["mouth_width"]).clamp_min(0.03) * ms,
-        mouth_curve=0.025 * f["mouth_curve"] * ms ** 0.5,
-        lip_up=(0.013 + 0.004 * f["lip_fullness"]).clamp_min(0.004) * ms ** 0.5,
-        lip_low=(0.019 + 0.006 * f["lip_fullness"]).clamp_min(0.006) * ms ** 0.5,
+        nose_y=nose_y, nose_w=(0.044 + 0.016 * f["nose_width"]).clamp_min(0.015) * sg.nose_scale,
+        mouth_y=mouth_y, mouth_w=(0.09 + 0.03 * f["mouth_width"]).clamp_min(0.03) * ms,
+        mouth_curve=(0.01 + 0.022 * f["mouth_curve"]) * ms ** 0.5,
+        lip_up=(0.014 + 0.006 * f["lip_fullness"]).clamp_min(0.004) * ms ** 0.5,
+        lip_low=(0.02 + 0.009 * f["lip_fullness"]).clamp_min(0.006) * ms ** 0.5,
         ear_x=rx * 0.97, ear_y=eye_y + 0.06,
-        neck_w=0.13 * (1 + 0.06 * f["head_width"]),
+        neck_w=0.24 * (1 + 0.06 * f["head_width"]),
         hair_cy=cy - 0.03, hair_rx=hair_rx, hair_ry=hair_ry,
         hair_bottom=cy + 0.05 + 0.8 * len01,
         hairline_top=cy - ry * (0.55 - 0.35 * fringe01),
-        hairline_side=cy + ry * (-0.15 + 0.55 * len01.clamp(max=1.0)),
+        hairline_side=cy + ry * (-0.15 + 0.45 * len01.clamp(max=1.0)),
         part_x=0.25 * f["hair_part"] * rx, part_sweep=0.10 * ry * f["hair_part"],
         skin=palette(f["skin_tone"], SKIN_STOPS), hair=hair,
         iris=palette(f["iris_hue"], IRIS_STOPS),
@@ -269,10 +290,10 @@ class FaceShapes:
 
 def hairline_curve(L: FaceLayout, x: Tensor, fringe_edge: Tensor | None = None) -> Tensor:
     """Lower boundary ``y(x)`` of the front hair (the fringe / temples)."""
-    side = smoothstep(0.45, 0.95, (x / L.rx).abs())
+    side = smoothstep(0.6, 1.0, (x / L.rx).abs())
     y = L.hairline_top + (L.hairline_side - L.hairline_top) * side
     y = y + L.part_sweep * (x / L.rx).clamp(-1.2, 1.2)
-    y = y - 0.09 * L.ry * torch.exp(-(((x - L.part_x) / 0.05) ** 2))
+    y = y - 0.09 * L.ry * nexp(-(((x - L.part_x) / 0.05) ** 2))
     if fringe_edge is not None:
         y = y + fringe_edge
     return y
@@ -290,13 +311,15 @@ def face_shapes(L: FaceLayout, x: Tensor, y: Tensor, px: float,
     rho = torch.sqrt(xn * xn + yn * yn + 1e-12)
     head = normalise_field(rho - 1.0, px)
     ears = normalise_field(ellipse_field(xa, y, L.ear_x, L.ear_y, 0.042, 0.078), px)
-    neck = box_sd(x, y, 0.0, L.cy + L.ry * 0.5 + 0.6, L.neck_w, 0.6, 0.05)
-    torso = normalise_field(torch.maximum(ellipse_field(x, y, 0.0, 1.27, 0.95, 0.54),
-                                          -ellipse_field(x, y, 0.0, 0.70, 0.17, 0.15)), px)
+    neck_top = L.cy + 0.5 * L.ry
+    half = 0.5 * (NECKLINE_Y - neck_top)
+    neck = box_sd(x, y, 0.0, neck_top + half, L.neck_w, half, 0.18)
+    torso = normalise_field(ellipse_field(x, y, 0.0, TORSO_CY, TORSO_RX, TORSO_RY), px)
     # hair: a cap around the skull united with a curtain down to the hair length
     cap = normalise_field(ellipse_field(x, y, 0.0, L.hair_cy, L.hair_rx, L.hair_ry), px)
     half = 0.5 * (L.hair_bottom - L.hair_cy)
-    curtain = box_sd(x, y, 0.0, L.hair_cy + half, L.hair_rx * 0.97, half, 0.12)
+    flare = ((y - L.hair_cy) / (2 * half)).clamp(0.0, 1.0)
+    curtain = box_sd(x, y, 0.0, L.hair_cy + half, L.hair_rx * (0.95 + 0.1 * flare), half, 0.12)
     hair_outer = torch.minimum(cap, curtain)
     hairline = normalise_field(y - hairline_curve(L, x, fringe_edge), px)
     # eyes (mirrored: one evaluation serves both)
@@ -314,7 +337,7 @@ def face_shapes(L: FaceLayout, x: Tensor, y: Tensor, px: float,
     mu = (x / L.mouth_w).clamp(-1.0, 1.0)
     yl = L.mouth_y - L.mouth_curve * (mu * mu - 0.35)
     env = torch.sqrt((1 - mu * mu).clamp_min(0.0) + 1e-4)
-    bow = 1 - 0.3 * torch.exp(-((x / (0.25 * L.mouth_w)) ** 2))
+    bow = 1 - 0.3 * nexp(-((x / (0.25 * L.mouth_w)) ** 2))
     lips = normalise_field(torch.maximum(torch.maximum(yl - L.lip_up * env * bow - y,
                                                        y - yl - L.lip_low * env),
                                          xa - L.mouth_w), px)
@@ -325,7 +348,7 @@ def face_shapes(L: FaceLayout, x: Tensor, y: Tensor, px: float,
                                              0.32 * L.nose_w, 0.13 * L.nose_w + 0.004), px)
     nu = (x / L.nose_w).clamp(-0.9, 0.9)
     nose_arc = torch.sqrt((xa - 0.9 * L.nose_w).clamp_min(0.0) ** 2
-                          + (y - (L.nose_y + 0.012 - 0.35 * L.nose_w * (1 - nu * nu))) ** 2 + 1e-12)
+                          + (y - (L.nose_y + 0.012 - 0.3 * L.nose_w * nu * nu)) ** 2 + 1e-12)
     return FaceShapes(x=x, y=y, px=px, head=head, head_rho=rho, ears=ears, neck=neck, torso=torso,
                       hair_outer=hair_outer, hairline=hairline, eyes=eyes, iris=iris, pupil=pupil,
                       brows=brows, lips=lips, mouth_line=mouth_line, nostrils=nostrils,

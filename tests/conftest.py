@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ EDGE = FIXTURES / "stylegan2_ada_edgecases32.safetensors"
 
 @pytest.fixture(scope="session", autouse=True)
 def _threads() -> None:
-    torch.set_num_threads(2)
+    # One thread by default: on a shared 2-core machine, 2 threads can run many times slower.
+    torch.set_num_threads(int(os.environ.get("HRINV_TEST_THREADS", "1")))
 
 
 @pytest.fixture(scope="session")
