@@ -37,13 +37,13 @@ TARGETS = {s: dict(name=f"G_t_{s}", style=s, n_data=2048, data_seed=10 + i, trai
 def source_config(steps: int) -> TrainConfig:
     """Training configuration of the toy source generator G_s (photo renders)."""
     return TrainConfig(steps=steps, batch=16, lr_g=0.0025, lr_d=0.0025, r1_gamma=0.05, r1_interval=16,
-                       ema_kimg=2.0, recon_weight=10.0, recon_size=16, augment_p=0.0, checkpoint_every=50, seed=0)
+                       ema_kimg=2.0, recon_weight=10.0, recon_size=32, augment_p=0.0, checkpoint_every=50, seed=0)
 
 
 def target_config(steps: int, seed: int) -> TrainConfig:
     """Fine-tuning configuration of a toy target generator G_t (mapping frozen, as in the paper)."""
     return TrainConfig(steps=steps, batch=16, lr_g=0.002, lr_d=0.002, r1_gamma=0.05, r1_interval=16,
-                       ema_kimg=1.0, recon_weight=10.0, recon_size=16, augment_p=0.2, freeze_mapping=True,
+                       ema_kimg=1.0, recon_weight=10.0, recon_size=32, augment_p=0.2, freeze_mapping=True,
                        checkpoint_every=50, seed=seed)
 
 

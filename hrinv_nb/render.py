@@ -107,7 +107,7 @@ def _intra_op_threads(n: int | None) -> Iterator[None]:
 
 def render(identity: Tensor, nuisance: Tensor, style: str = "photo",
            size: tuple[int, int] = (64, 64), return_mask: bool = False,
-           supersample: int = 2, chunk_pixels: int = 1 << 20,
+           supersample: int = 2, chunk_pixels: int = 1 << 18,
            num_threads: int | None = None) -> Tensor | tuple[Tensor, Tensor]:
     """Render faces.
 

@@ -6,7 +6,9 @@ so a wider image shows more of the same scene to the left and right.  Detail
 (hair strands, pores, background grain) is defined in scene units, which makes a
 128x128 render a sharper view of exactly the same face as a 64x64 render.
 
-Distances are signed (negative inside) and measured in scene units.  Shapes that
+Face parts live in a *face-local* frame: the scene frame shifted and rotated by the
+pose nuisance and divided by a fixed zoom (``hrinv_nb.render.FACE_ZOOM``).
+Distances are signed (negative inside) and measured in face-local units.  Shapes that
 are not exact distance functions are turned into approximate ones by dividing the
 implicit field by its finite-difference gradient norm (:func:`normalise_field`),
 which is accurate near the boundary, where antialiasing and outlines need it.
@@ -277,10 +279,10 @@ def face_layout(identity: Tensor, sg: StyleGeometry) -> FaceLayout:
 
 @dataclass(frozen=True)
 class FaceShapes:
-    """Signed distances (scene units, negative inside) of the face parts, each [B, Hs, Ws]."""
+    """Signed distances (face-local units, negative inside) of the face parts, each [B, Hs, Ws]."""
 
     x: Tensor; y: Tensor            # face-local coordinates
-    px: float                       # grid step (scene units)
+    px: float                       # grid step (face-local units)
     head: Tensor; head_rho: Tensor  # head distance, normalised head radius (0 centre, 1 edge)
     ears: Tensor; neck: Tensor; torso: Tensor
     hair_outer: Tensor; hairline: Tensor
