@@ -19,7 +19,6 @@ import io
 import json
 import os
 import pickle
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core.multiarray import _reconstruct as _np_reconstruct
 from safetensors.torch import save_file
 
+from .files import atomic_write
 from .inr import StyleINRGenerator
 from .networks import Discriminator, Generator
 
@@ -466,13 +466,4 @@ def save_networks(
         metadata["num_ws"] = str(G.num_ws)
     for k, v in (meta or {}).items():
         metadata[str(k)] = v if isinstance(v, str) else json.dumps(v)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))

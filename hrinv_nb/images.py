@@ -9,12 +9,13 @@ then ``(v / 255 - 0.5) * 2``. A non-square path (no crop, any ``(H, W)``) serves
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+
+from .files import atomic_write
 
 # The VGG16 loss needs a short side of more than 32 px (5 max-pools), spec §2.1.
 MIN_SHORT_SIDE = 33
@@ -143,14 +144,4 @@ def save_image(img: torch.Tensor, path: str | os.PathLike) -> Path:
     array = to_uint8(img)
     pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
     fmt = _pil_format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            pil.save(handle, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: pil.save(tmp, format=fmt))

@@ -24,7 +24,6 @@ import copy
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .files import atomic_write
 from .losses import PerceptualLoss, perceptual_loss
 
 NOISE_PREFIX = "noise_bufs/"
@@ -141,17 +141,12 @@ def save_projection(path: str | os.PathLike, w: torch.Tensor, noise: dict[str, t
     arrays = {"w": w.detach().to("cpu", torch.float32).numpy()}
     for name, buf in (noise or {}).items():
         arrays[NOISE_PREFIX + name] = buf.detach().to("cpu", torch.float32).numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:  # a file object: np.savez would append ".npz" to a name
             np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+
+    return atomic_write(path, write)
 
 
 def load_projection(path: str | os.PathLike, *, allow_pickle: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -97,3 +97,49 @@ def paired_dataset(n: int, style: str, seed: int, cache: str | os.PathLike | Non
 def steps_for_kimg(kimg: float, batch: int) -> int:
     """Number of optimisation steps that show ``kimg`` thousand images at ``batch``."""
     return int(math.ceil(kimg * 1000 / batch))
+
+
+def sample_grid(generators: dict[str, Generator], n: int = 8, seed: int = 0, path: str | os.PathLike | None = None,
+                with_renders: bool = True, truncation_psi: float = 1.0) -> torch.Tensor:
+    """Rows: each generator's samples for the same z per column (plus, optionally, the renders of z).
+
+    Returns the grid as [rows, n, 3, R, R] in [-1, 1]; saves a labelled PNG to ``path`` if given.
+    """
+    z = torch.randn([n, TOY_Z_DIM], generator=torch.Generator().manual_seed(seed))
+    rows, labels = [], []
+    for name, G in generators.items():
+        with torch.no_grad():
+            img = G(z.to(next(G.parameters()).device), None, truncation_psi=truncation_psi, noise_mode="const")
+        rows.append(img.cpu().clamp(-1, 1))
+        labels.append(name)
+        style = name.removeprefix("G_t_") if name.startswith("G_t_") else "photo"
+        if with_renders and style in STYLES:
+            rows.append(render_z(z, style, size=tuple(img.shape[-2:])))
+            labels.append(f"render ({style})")
+    grid = torch.stack(rows)
+    if path is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(len(rows), 1, figsize=(n * 0.9, len(rows) * 1.0))
+        axes = [axes] if len(rows) == 1 else axes
+        for ax, row, label in zip(axes, grid, labels):
+            strip = torch.cat(list(row), dim=2)  # [3, R, n*R]
+            ax.imshow(((strip.permute(1, 2, 0) + 1) / 2).numpy())
+            ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.tight_layout()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+    return grid
+
+
+def load_state_generator(state_path: str | os.PathLike, key: str = "G_ema") -> Generator:
+    """The toy generator stored in a resumable training state (to look at training in progress)."""
+    G, _ = new_toy_networks(0)
+    G.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=False)[key])
+    return G.eval().requires_grad_(False)

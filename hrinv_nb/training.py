@@ -16,18 +16,17 @@ from __future__ import annotations
 import copy
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .checkpoints import save_networks
+from .files import atomic_write
 from .networks import Discriminator, Generator
 
 # data_fn(batch_size, generator) -> (z or None, real images [B,C,R,R] in [-1,1])
@@ -120,18 +119,6 @@ def _ws(G: Generator, z: torch.Tensor, cfg: TrainConfig, gen: torch.Generator, f
     return ws
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def train(
     G: Generator,
     D: Discriminator,
@@ -185,12 +172,10 @@ def train(
     def save_state(step: int) -> None:
         if state_path is None:
             return
-        _atomic_torch_save(
-            dict(G=G.state_dict(), D=D.state_dict(), G_ema=G_ema.state_dict(), opt_g=opt_g.state_dict(),
-                 opt_d=opt_d.state_dict(), rng=gen.get_state(), pl_mean=pl_mean, history=history, step=step,
-                 config=asdict(cfg), seconds=seconds_before + time.perf_counter() - t0),
-            state_path,
-        )
+        state = dict(G=G.state_dict(), D=D.state_dict(), G_ema=G_ema.state_dict(), opt_g=opt_g.state_dict(),
+                     opt_d=opt_d.state_dict(), rng=gen.get_state(), pl_mean=pl_mean, history=history, step=step,
+                     config=asdict(cfg), seconds=seconds_before + time.perf_counter() - t0)
+        atomic_write(state_path, lambda tmp: torch.save(state, tmp))
 
     t0 = time.perf_counter()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress, desc="train")

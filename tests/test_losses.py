@@ -22,15 +22,6 @@ from hrinv_nb.losses import (
 WEIGHT_ENV_VARS = ("HRINV_VGG16_WEIGHTS", "HRINV_RESNET50_WEIGHTS", "HRINV_DEIT_S16_WEIGHTS", "HRINV_LPIPS_VGG16_PT")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small CPU convolutions: one thread is about as fast, and immune to oversubscription on a shared machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(autouse=True)
 def no_local_weights(monkeypatch, tmp_path):
     """Every test starts with no env var and an empty torch hub cache."""

@@ -55,15 +55,6 @@ def _own_sample(G: Generator) -> tuple[torch.Tensor, torch.Tensor]:
     return w_true, target
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Projection loops are many small ops: one thread is as fast here, and immune to oversubscription."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def tiny_G() -> Generator:
     return _tiny_generator(noise_strength=0.0)
