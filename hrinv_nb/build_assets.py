@@ -34,10 +34,16 @@ SOURCE = dict(name="G_s", style="photo", n_data=8192, data_seed=1, init_seed=0, 
 TARGETS = {s: dict(name=f"G_t_{s}", style=s, n_data=2048, data_seed=10 + i, train_seed=100 + i) for i, s in enumerate(TARGET_STYLES)}
 
 
+def source_pretrain_config(steps: int) -> TrainConfig:
+    """Phase A of G_s: reconstruction only (no D), full 64² L1 against the render of z."""
+    return TrainConfig(steps=steps, batch=16, lr_g=0.01, adv_weight=0.0, recon_weight=1.0, recon_size=64,
+                       ema_kimg=0.5, checkpoint_every=100, seed=0)
+
+
 def source_config(steps: int) -> TrainConfig:
-    """Training configuration of the toy source generator G_s (photo renders)."""
+    """Phase B of G_s: adversarial training with a 32² reconstruction anchor (photo renders)."""
     return TrainConfig(steps=steps, batch=16, lr_g=0.0025, lr_d=0.0025, r1_gamma=0.05, r1_interval=16,
-                       ema_kimg=2.0, recon_weight=10.0, recon_size=32, augment_p=0.0, checkpoint_every=50, seed=0)
+                       ema_kimg=2.0, recon_weight=10.0, recon_size=32, augment_p=0.0, checkpoint_every=50, seed=1)
 
 
 def target_config(steps: int, seed: int) -> TrainConfig:
@@ -62,16 +68,21 @@ def _record(name: str, seconds: float, cfg: TrainConfig, extra: dict) -> None:
     (DATA / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
-def build_source(steps: int, progress: bool = True) -> Path:
-    """Train G_s/D_s on photo renders (paired reconstruction + adversarial) and save them."""
+def build_source(pretrain_steps: int, steps: int, progress: bool = True) -> Path:
+    """Train G_s/D_s on photo renders: reconstruction pre-training, then adversarial + anchor."""
     spec = SOURCE
     data = paired_dataset(spec["n_data"], spec["style"], spec["data_seed"], cache=WORK / "data_photo.pt", progress=progress)
     G, D = new_toy_networks(spec["init_seed"])
+    pre_cfg = source_pretrain_config(pretrain_steps)
+    pre = train(G, D, data.sample, pre_cfg, out_dir=WORK / "G_s_pretrain", progress=progress)
+    G = pre.G_ema.train().requires_grad_(True)
     cfg = source_config(steps)
     res = train(G, D, data.sample, cfg, out_dir=WORK / spec["name"], progress=progress)
     out = save_networks(DATA / "G_s.safetensors", G=res.G_ema, D=res.D, half=True,
                         meta={"asset": "G_s", "style": "photo"})
-    _record("G_s", res.seconds, cfg, {k: v for k, v in spec.items() if k != "name"})
+    _record("G_s", pre.seconds + res.seconds, cfg,
+            {**{k: v for k, v in spec.items() if k != "name"}, "pretrain_config": asdict(pre_cfg),
+             "pretrain_seconds": round(pre.seconds, 1)})
     return out
 
 
@@ -95,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=names, default=None)
     parser.add_argument("--force", action="store_true", help="rebuild assets that already exist")
-    parser.add_argument("--source-steps", type=int, default=2000)
+    parser.add_argument("--source-pretrain-steps", type=int, default=2500)
+    parser.add_argument("--source-steps", type=int, default=800)
     parser.add_argument("--target-steps", type=int, default=600)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quiet", action="store_true")
@@ -107,9 +119,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if args.force:
             shutil.rmtree(WORK / name, ignore_errors=True)
+            if name == "G_s":
+                shutil.rmtree(WORK / "G_s_pretrain", ignore_errors=True)
         print(f"{name}: building ...", flush=True)
         if name == "G_s":
-            out = build_source(args.source_steps, progress=not args.quiet)
+            out = build_source(args.source_pretrain_steps, args.source_steps, progress=not args.quiet)
         else:
             out = build_target(name.removeprefix("G_t_"), args.target_steps, progress=not args.quiet)
         print(f"{name}: wrote {out.relative_to(REPO)}", flush=True)

@@ -28,7 +28,7 @@ N_FACTORS = N_IDENTITY + N_NUISANCE
 
 TOY_G_KWARGS = dict(
     z_dim=TOY_Z_DIM, c_dim=0, w_dim=TOY_W_DIM, img_resolution=TOY_RESOLUTION, img_channels=3,
-    mapping_kwargs={"num_layers": 4},
+    mapping_kwargs={"num_layers": 4, "lr_multiplier": 0.1},  # 0.01 in FFHQ: too slow for a toy budget
     synthesis_kwargs={"channel_base": 2048, "channel_max": 64, "num_fp16_res": 0, "conv_clamp": 256},
 )
 TOY_D_KWARGS = dict(
