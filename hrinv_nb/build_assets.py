@@ -17,12 +17,14 @@ import json
 import shlex
 import sys
 import shutil
+import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from .checkpoints import load_networks, save_networks
+from .inr import attach_inr_head, train_inr_head
 from .toyworld import TARGET_STYLES, new_toy_networks, paired_dataset
 from .training import TrainConfig, finetune_copy, train
 
@@ -101,14 +103,32 @@ def build_target(style: str, steps: int, progress: bool = True) -> Path:
     return out
 
 
+def build_inr(steps: int, progress: bool = True) -> Path:
+    """Attach a Style-INR head to the frozen G_s and fit it at several output shapes (spec §7)."""
+    src = load_networks(DATA / "G_s.safetensors")
+    G = attach_inr_head(src.G, seed=7)
+    t0 = time.perf_counter()
+    losses = train_inr_head(G, steps=steps, batch=8, seed=7, progress=progress)
+    seconds = time.perf_counter() - t0
+    out = save_networks(DATA / "G_s_inr.safetensors", G=G, half=True,
+                        meta={"asset": "G_s_inr", "inr_head_of": "G_s"})
+    record = {"asset": "G_s_inr", "command": "python -m hrinv_nb.build_assets --only G_s_inr",
+              "training_seconds": round(seconds, 1), "size_bytes": out.stat().st_size, "steps": steps, "seed": 7,
+              "final_l1": sum(losses[-20:]) / min(20, len(losses)), "torch": torch.__version__,
+              "threads": torch.get_num_threads()}
+    (DATA / "G_s_inr.json").write_text(json.dumps(record, indent=2) + "\n")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    names = ["G_s"] + [TARGETS[s]["name"] for s in TARGET_STYLES]
+    names = ["G_s"] + [TARGETS[s]["name"] for s in TARGET_STYLES] + ["G_s_inr"]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=names, default=None)
     parser.add_argument("--force", action="store_true", help="rebuild assets that already exist")
     parser.add_argument("--source-pretrain-steps", type=int, default=2500)
     parser.add_argument("--source-steps", type=int, default=800)
-    parser.add_argument("--target-steps", type=int, default=600)
+    parser.add_argument("--target-steps", type=int, default=300)
+    parser.add_argument("--inr-steps", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -124,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: building ...", flush=True)
         if name == "G_s":
             out = build_source(args.source_pretrain_steps, args.source_steps, progress=not args.quiet)
+        elif name == "G_s_inr":
+            out = build_inr(args.inr_steps, progress=not args.quiet)
         else:
             out = build_target(name.removeprefix("G_t_"), args.target_steps, progress=not args.quiet)
         print(f"{name}: wrote {out.relative_to(REPO)}", flush=True)
