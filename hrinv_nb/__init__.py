@@ -10,7 +10,7 @@ from .directions import sefa_directions
 from .images import load_image, save_image
 from .losses import perceptual_loss
 from .lso import LSOResult, lso
-from .networks import Discriminator, Generator, discriminator_features, noise_buffers, set_noise_buffers
+from .networks import Discriminator, Generator, discriminator_features, enable_fp16, noise_buffers, set_noise_buffers
 from .projector import ProjectionResult, load_projection, project, save_projection
 from .retrieval import id_retrieval
 
@@ -27,6 +27,7 @@ __all__ = [
     "blend_generators",
     "blend_latents",
     "discriminator_features",
+    "enable_fp16",
     "id_retrieval",
     "layer_swap",
     "load_image",

@@ -270,6 +270,7 @@ class SynthesisBlock(nn.Module):
         assert architecture in ("orig", "skip", "resnet"), f"unknown architecture {architecture!r}"
         self.in_channels, self.w_dim, self.resolution = in_channels, w_dim, resolution
         self.img_channels, self.is_last, self.architecture, self.use_fp16 = img_channels, is_last, architecture, use_fp16
+        self.allow_fp16 = False  # float32 by default everywhere; see enable_fp16()
         self.register_buffer("resample_filter", setup_filter(list(resample_filter)))
         self.num_conv = 0
         self.num_torgb = 0
@@ -302,7 +303,7 @@ class SynthesisBlock(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         assert ws.ndim == 3 and ws.shape[1:] == (self.num_conv + self.num_torgb, self.w_dim), f"ws {tuple(ws.shape)}"
         w_iter = iter(ws.unbind(dim=1))
-        use_fp16 = self.use_fp16 and not force_fp32 and ws.device.type == "cuda"
+        use_fp16 = self.use_fp16 and self.allow_fp16 and not force_fp32 and ws.device.type == "cuda"
         dtype = torch.float16 if use_fp16 else torch.float32
         if fused_modconv is None:
             # NVIDIA's rule, except that under autograd the (equivalent, faster) non-fused path runs.
@@ -443,6 +444,7 @@ class DiscriminatorBlock(nn.Module):
         assert architecture in ("orig", "skip", "resnet"), f"unknown architecture {architecture!r}"
         self.in_channels, self.resolution, self.img_channels = in_channels, resolution, img_channels
         self.architecture, self.use_fp16 = architecture, use_fp16
+        self.allow_fp16 = False  # float32 by default everywhere; see enable_fp16()
         self.register_buffer("resample_filter", setup_filter(list(resample_filter)))
         self.num_layers = 0
 
@@ -469,7 +471,8 @@ class DiscriminatorBlock(nn.Module):
         self, x: torch.Tensor | None, img: torch.Tensor | None, force_fp32: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         device = (x if x is not None else img).device
-        dtype = torch.float16 if (self.use_fp16 and not force_fp32 and device.type == "cuda") else torch.float32
+        use_fp16 = self.use_fp16 and self.allow_fp16 and not force_fp32 and device.type == "cuda"
+        dtype = torch.float16 if use_fp16 else torch.float32
         if x is not None:
             x = x.to(dtype)
         if self.in_channels == 0 or self.architecture == "skip":
@@ -634,6 +637,17 @@ def discriminator_features(
         x, img = getattr(D, f"b{res}")(x, img, force_fp32=force_fp32)
         feats[res] = x.to(torch.float32)
     return feats
+
+
+def enable_fp16(net: nn.Module, enabled: bool = True) -> nn.Module:
+    """Opt in to NVIDIA's fp16 high-resolution blocks (those within ``num_fp16_res``) on CUDA devices.
+
+    Off by default: everything runs in float32. On a CPU the blocks stay float32 regardless.
+    """
+    for module in net.modules():
+        if hasattr(module, "allow_fp16"):
+            module.allow_fp16 = bool(enabled)
+    return net
 
 
 def noise_buffers(G: Generator) -> dict[str, torch.Tensor]:

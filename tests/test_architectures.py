@@ -79,3 +79,16 @@ def test_w_avg_tracks_in_training_mode():
     after = G.mapping.w_avg.clone()
     G.mapping(torch.randn(4, 8), None)
     assert torch.equal(after, G.mapping.w_avg)
+
+
+def test_fp16_is_opt_in():
+    from hrinv_nb.networks import enable_fp16
+
+    G = hrinv_nb.Generator(8, 0, 8, 16, 3, mapping_kwargs={"num_layers": 2},
+                           synthesis_kwargs={"channel_base": 128, "channel_max": 8, "num_fp16_res": 2})
+    blocks = [G.synthesis.b8, G.synthesis.b16]
+    assert all(b.use_fp16 and not b.allow_fp16 for b in blocks), "fp16 blocks exist but are off by default"
+    enable_fp16(G)
+    assert all(b.allow_fp16 for b in blocks)
+    with torch.no_grad():  # on a CPU the blocks still compute in float32
+        assert G(torch.randn(1, 8), None, noise_mode="const").dtype == torch.float32
