@@ -88,6 +88,25 @@ def build_source(pretrain_steps: int, steps: int, progress: bool = True) -> Path
     return out
 
 
+def continue_source(steps: int, progress: bool = True) -> Path:
+    """More phase-B training of the shipped G_s/D_s (e.g. to improve a first-pass asset), then save."""
+    spec = SOURCE
+    data = paired_dataset(spec["n_data"], spec["style"], spec["data_seed"], cache=WORK / "data_photo.pt", progress=progress)
+    src = load_networks(DATA / "G_s.safetensors")
+    previous = json.loads((DATA / "G_s.json").read_text())
+    G, D = src.G.train().requires_grad_(True), src.D
+    cfg = source_config(steps)
+    res = train(G, D, data.sample, cfg, out_dir=WORK / "G_s_continued", progress=progress)
+    out = save_networks(DATA / "G_s.safetensors", G=res.G_ema, D=res.D, half=True,
+                        meta={"asset": "G_s", "style": "photo"})
+    history = previous.get("continued", []) + [{"steps": steps, "seconds": round(res.seconds, 1)}]
+    _record("G_s", previous["training_seconds"] + res.seconds, cfg,
+            {k: v for k, v in previous.items() if k not in ("asset", "command", "training_seconds", "size_bytes",
+                                                             "torch", "threads", "train_config", "continued")}
+            | {"continued": history})
+    return out
+
+
 def build_target(style: str, steps: int, progress: bool = True) -> Path:
     """Fine-tune G_t/D_t from G_s/D_s on renders of the same factors in ``style``, mapping frozen."""
     spec = TARGETS[style]
@@ -129,10 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source-steps", type=int, default=800)
     parser.add_argument("--target-steps", type=int, default=300)
     parser.add_argument("--inr-steps", type=int, default=300)
+    parser.add_argument("--continue-source", type=int, default=0, metavar="STEPS",
+                        help="train the shipped G_s for STEPS more adversarial steps (then rebuild the G_t with --force)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.continue_source:
+        print(f"G_s: continuing for {args.continue_source} steps ...", flush=True)
+        print(f"G_s: wrote {continue_source(args.continue_source, progress=not args.quiet).relative_to(REPO)}")
+        return 0
     for name in args.only or names:
         if (DATA / f"{name}.safetensors").exists() and not args.force:
             print(f"{name}: exists, skipped (use --force to rebuild)")
