@@ -136,7 +136,7 @@ def load_id_embedder(path: str | os.PathLike | None = None, device: str | torch.
     path = Path(path) if path is not None else ID_EMBEDDER_PATH
     if not path.is_file():
         raise FileNotFoundError(
-            f"toy identity embedder not found: {path}. Regenerate it (~20 min on one CPU thread) with: "
+            f"toy identity embedder not found: {path}. Regenerate it (~17 min on one CPU thread) with: "
             f"cd {REPO_ROOT} && {REBUILD_COMMAND}" + (f" --out {path}" if path != ID_EMBEDDER_PATH else "")
         )
     with safe_open(str(path), framework="pt") as f:

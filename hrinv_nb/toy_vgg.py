@@ -72,7 +72,7 @@ def load_toy_vgg_path(path: str | os.PathLike | None = None) -> Path:
     path = Path(path) if path is not None else TOY_VGG_PATH
     if not path.is_file():
         raise FileNotFoundError(
-            f"toy VGG16 weights not found: {path}. Regenerate them (~25 min on one CPU thread) with: "
+            f"toy VGG16 weights not found: {path}. Regenerate them (~20 min on one CPU thread) with: "
             f"cd {REPO_ROOT} && {REBUILD_COMMAND}" + (f" --out {path}" if path != TOY_VGG_PATH else "")
         )
     return path
