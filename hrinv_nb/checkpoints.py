@@ -254,28 +254,19 @@ def _load_into(net: torch.nn.Module, sd: dict[str, torch.Tensor], what: str, sou
     net.load_state_dict(sd, strict=True)
 
 
-def build_generator(kwargs: dict[str, Any], sd: dict[str, torch.Tensor], source: str, class_name: str = "Generator"):
-    """Construct a generator of ``class_name`` from ``kwargs`` and load ``sd`` strictly."""
-    if class_name not in GENERATOR_CLASSES:
-        raise CheckpointError(f"{source}: unsupported generator class {class_name!r}; known: {sorted(GENERATOR_CLASSES)}")
+def build_network(kind: str, kwargs: dict[str, Any], sd: dict[str, torch.Tensor], source: str,
+                  class_name: str | None = None) -> torch.nn.Module:
+    """Construct a ``kind`` ('generator' or 'discriminator') network from ``kwargs`` and load ``sd`` strictly."""
+    registry = GENERATOR_CLASSES if kind == "generator" else DISCRIMINATOR_CLASSES
+    class_name = class_name or ("Generator" if kind == "generator" else "Discriminator")
+    if class_name not in registry:
+        raise CheckpointError(f"{source}: unsupported {kind} class {class_name!r}; known: {sorted(registry)}")
     try:
-        G = GENERATOR_CLASSES[class_name](**kwargs)
+        net = registry[class_name](**kwargs)
     except TypeError as e:
-        raise CheckpointError(f"{source}: bad generator arguments {kwargs}: {e}") from e
-    _load_into(G, sd, "generator", source)
-    return G
-
-
-def build_discriminator(kwargs: dict[str, Any], sd: dict[str, torch.Tensor], source: str, class_name: str = "Discriminator"):
-    """Construct a discriminator of ``class_name`` from ``kwargs`` and load ``sd`` strictly."""
-    if class_name not in DISCRIMINATOR_CLASSES:
-        raise CheckpointError(f"{source}: unsupported discriminator class {class_name!r}")
-    try:
-        D = DISCRIMINATOR_CLASSES[class_name](**kwargs)
-    except TypeError as e:
-        raise CheckpointError(f"{source}: bad discriminator arguments {kwargs}: {e}") from e
-    _load_into(D, sd, "discriminator", source)
-    return D
+        raise CheckpointError(f"{source}: bad {kind} arguments {kwargs}: {e}") from e
+    _load_into(net, sd, kind, source)
+    return net
 
 
 # --------------------------------------------------------------------------- per-format readers
@@ -307,14 +298,14 @@ def _read_pickle_networks(path: Path) -> tuple[Any, Any, dict[str, Any]]:
     if not isinstance(g_stub, PersistentStub):
         raise CheckpointError(f"{path}: snapshot has no 'G_ema' or 'G' network (keys: {sorted(map(str, data))})")
     d_stub = data.get("D") if isinstance(data.get("D"), PersistentStub) else None
-    G = build_generator(
-        _kwargs_from_stub(g_stub, GENERATOR_CLASSES.get(g_stub.class_name, Generator)),
+    G = build_network(
+        "generator", _kwargs_from_stub(g_stub, GENERATOR_CLASSES.get(g_stub.class_name, Generator)),
         _flatten_stub(g_stub), f"{path} [G_ema]", g_stub.class_name,
     )
     D = None
     if d_stub is not None:
-        D = build_discriminator(
-            _kwargs_from_stub(d_stub, DISCRIMINATOR_CLASSES.get(d_stub.class_name, Discriminator)),
+        D = build_network(
+            "discriminator", _kwargs_from_stub(d_stub, DISCRIMINATOR_CLASSES.get(d_stub.class_name, Discriminator)),
             _flatten_stub(d_stub), f"{path} [D]", d_stub.class_name,
         )
     meta = {"snapshot_keys": sorted(map(str, data)), "training_set_kwargs": _plain(data.get("training_set_kwargs"))}
@@ -331,16 +322,16 @@ def _read_safetensors_networks(path: Path) -> tuple[Any, Any, dict[str, Any]]:
         raise CheckpointError(f"{path}: no generator tensors (keys starting with 'G.')")
     if "generator_init_kwargs" not in meta:
         raise CheckpointError(f"{path}: metadata lacks 'generator_init_kwargs' (JSON constructor arguments)")
-    G = build_generator(
-        json.loads(meta["generator_init_kwargs"]), g_sd, f"{path} [G]", meta.get("generator_class", "Generator")
+    G = build_network(
+        "generator", json.loads(meta["generator_init_kwargs"]), g_sd, f"{path} [G]", meta.get("generator_class"),
     )
     D = None
     if d_sd:
         if "discriminator_init_kwargs" not in meta:
             raise CheckpointError(f"{path}: D.* tensors present but metadata lacks 'discriminator_init_kwargs'")
-        D = build_discriminator(
-            json.loads(meta["discriminator_init_kwargs"]), d_sd, f"{path} [D]",
-            meta.get("discriminator_class", "Discriminator"),
+        D = build_network(
+            "discriminator", json.loads(meta["discriminator_init_kwargs"]), d_sd, f"{path} [D]",
+            meta.get("discriminator_class"),
         )
     meta["extra_keys"] = sorted(k for k in keys if not k.startswith(("G.", "D.")))
     return G, D, meta
@@ -366,13 +357,13 @@ def _read_torch_networks(path: Path) -> tuple[Any, Any, dict[str, Any]]:
         g_kwargs = infer_generator_kwargs(g_sd)
         meta["inferred_generator_kwargs"] = True
         warnings.warn(f"{path}: no generator_init_kwargs stored; inferred {g_kwargs} from tensor shapes", stacklevel=3)
-    G = build_generator(g_kwargs, g_sd, f"{path} [G]")
+    G = build_network("generator", g_kwargs, g_sd, f"{path} [G]")
     D = None
     if d_sd:
         d_kwargs = _json_or_dict(obj.get("discriminator_init_kwargs"))
         if d_kwargs is None:
             raise CheckpointError(f"{path}: D tensors present but no 'discriminator_init_kwargs'")
-        D = build_discriminator(d_kwargs, d_sd, f"{path} [D]")
+        D = build_network("discriminator", d_kwargs, d_sd, f"{path} [D]")
     return G, D, meta
 
 
