@@ -39,3 +39,22 @@ def id_retrieval(content_emb: torch.Tensor, stylized_emb: torch.Tensor, stylized
         "num_contents": int(n),
         "mean_min_dist": min_d.mean().item(),
     }
+
+
+def identity_distance(embed, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared L2 distance [B] between the unit-norm identity embeddings of ``a`` and ``b`` ([B,3,H,W] each).
+
+    ``embed`` is a batched embedding function (e.g. ``toy_identity.id_embedder_fn(model)``); 0 means the
+    same identity, 4 the opposite direction (the distance ID retrieval ranks by).
+    """
+    assert a.shape[0] == b.shape[0], f"batch sizes differ: {a.shape[0]} vs {b.shape[0]}"
+    return (embed(a) - embed(b)).square().sum(dim=1)
+
+
+def identity_judge(embed):
+    """``judge(a, b) -> float``: the mean identity distance, the form :func:`hrinv_nb.lso` takes."""
+
+    def judge(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float(identity_distance(embed, a, b).mean())
+
+    return judge

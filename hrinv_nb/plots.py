@@ -1,0 +1,115 @@
+"""Matplotlib helpers shared by the notebooks: image grids, close-up crops, before/after scatters.
+
+Every function returns the ``Figure`` (never calls ``plt.show``), so a notebook can both display
+it and hand it to :func:`hrinv_nb.report.save_figure`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+
+def to_numpy_image(img: torch.Tensor) -> np.ndarray:
+    """[3, H, W] or [1, 3, H, W] in [-1, 1] → float [H, W, 3] in [0, 1] for ``imshow``."""
+    if img.ndim == 4:
+        assert img.shape[0] == 1, f"expected one image, got a batch of {img.shape[0]}"
+        img = img[0]
+    assert img.ndim == 3 and img.shape[0] in (1, 3), f"expected [3,H,W], got {tuple(img.shape)}"
+    arr = ((img.detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
+    return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr
+
+
+def image_grid(
+    rows: Sequence[Sequence[torch.Tensor | None]],
+    *,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    cell_titles: Sequence[Sequence[str]] | None = None,
+    scale: float = 1.6,
+    title: str | None = None,
+):
+    """A grid of images (each [3,H,W] or [1,3,H,W] in [-1,1]; ``None`` leaves a cell empty)."""
+    import matplotlib.pyplot as plt
+
+    n_rows = len(rows)
+    n_cols = max(len(r) for r in rows)
+    assert n_rows > 0 and n_cols > 0, "empty grid"
+    aspect = 1.0
+    for r in rows:
+        for im in r:
+            if im is not None:
+                aspect = im.shape[-1] / im.shape[-2]
+                break
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(scale * aspect * n_cols + (1.2 if row_labels else 0), scale * n_rows + 0.4),
+                             squeeze=False)
+    for i, r in enumerate(rows):
+        for j in range(n_cols):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            im = r[j] if j < len(r) else None
+            if im is None:
+                ax.axis("off")
+                continue
+            ax.imshow(to_numpy_image(im), interpolation="nearest")
+            if cell_titles is not None and cell_titles[i][j]:
+                ax.set_title(cell_titles[i][j], fontsize=7)
+            elif i == 0 and col_labels is not None:
+                ax.set_title(col_labels[j], fontsize=8)
+            if j == 0 and row_labels is not None:
+                ax.set_ylabel(row_labels[i], fontsize=8, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def crop(img: torch.Tensor, box: tuple[int, int, int, int], zoom: int = 4) -> torch.Tensor:
+    """The ``box = (top, left, height, width)`` region of ``img`` [.., 3, H, W], enlarged ``zoom``× by pixel repetition."""
+    top, left, h, w = box
+    assert h > 0 and w > 0 and top >= 0 and left >= 0, box
+    assert top + h <= img.shape[-2] and left + w <= img.shape[-1], f"box {box} outside image {tuple(img.shape[-2:])}"
+    region = img[..., top : top + h, left : left + w]
+    return region.repeat_interleave(zoom, dim=-2).repeat_interleave(zoom, dim=-1)
+
+
+def residual_image(img: torch.Tensor, target: torch.Tensor, gain: float = 4.0) -> torch.Tensor:
+    """|img − target| amplified ``gain``× and shown in [-1, 1] (black = no error)."""
+    assert img.shape == target.shape, (img.shape, target.shape)
+    return ((img - target).abs().mean(dim=-3, keepdim=True) * gain).clamp(0, 2).sub(1).expand_as(img)
+
+
+def before_after_scatter(before: Sequence[float], after: Sequence[float], *, label: str, title: str | None = None):
+    """Scatter of per-item distances before (x) vs after (y), with the diagonal and the fraction below it."""
+    import matplotlib.pyplot as plt
+
+    b = np.asarray(before, dtype=float)
+    a = np.asarray(after, dtype=float)
+    assert b.shape == a.shape and b.ndim == 1 and b.size > 0, (b.shape, a.shape)
+    below = float(np.mean(a < b))
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    ax.scatter(b, a, s=8, alpha=0.6)
+    lo, hi = float(min(b.min(), a.min())), float(max(b.max(), a.max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set_xlabel(f"{label} before")
+    ax.set_ylabel(f"{label} after")
+    ax.set_title(title or f"{below:.0%} of {b.size} points below the diagonal", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def bar_panel(ax, values: Mapping[str, float], *, ylabel: str, paper: Mapping[str, float] | None = None) -> None:
+    """Bars of ``values`` on ``ax``; with ``paper``, the paper's numbers as hollow bars beside them."""
+    names = list(values)
+    x = np.arange(len(names))
+    width = 0.4 if paper else 0.7
+    ax.bar(x - (width / 2 if paper else 0), [values[n] for n in names], width, label="ours (toy world)")
+    if paper:
+        ax.bar(x + width / 2, [paper.get(n, np.nan) for n in names], width, fill=False, hatch="//", label="paper")
+        ax.legend(fontsize=7)
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel(ylabel, fontsize=8)

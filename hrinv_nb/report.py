@@ -1,0 +1,135 @@
+"""Figures and their numbers: ``figures/NN_name.png`` with ``figures/NN_name.json`` beside it.
+
+A notebook ends with one :func:`save_figure` call. The JSON holds the measured numbers, the paper
+claims checked (each held / not held with its numbers), the parameters, the seed, the package
+version, the device and the software versions, so a figure can always be traced to its run.
+Paper claims are *recorded*, never asserted: a claim that fails in the toy world is a result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .files import atomic_write
+from .nbconfig import NotebookConfig
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One paper claim checked in our setting: what the paper says, what we measured, and whether it held."""
+
+    name: str
+    paper: str
+    ours: str
+    held: bool | None  # None: not testable here (say why in ``ours``)
+
+    @property
+    def verdict(self) -> str:
+        return {True: "held", False: "NOT held", None: "not testable"}[self.held]
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able copy of ``value`` (tensors and numpy → lists/floats, NaN/inf → strings, paths → str)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return _plain(value.detach().cpu().tolist())
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return _plain(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Claim):
+        return {**asdict(value), "verdict": value.verdict}
+    return str(value)
+
+
+def figure_paths(cfg: NotebookConfig) -> tuple[Path, Path]:
+    """``(png, json)`` paths of the notebook's figure in its figures folder."""
+    return cfg.figures_dir / f"{cfg.notebook}.png", cfg.figures_dir / f"{cfg.notebook}.json"
+
+
+def save_figure(
+    fig: Any,
+    cfg: NotebookConfig,
+    numbers: Mapping[str, Any],
+    claims: Sequence[Claim] = (),
+    *,
+    dpi: int = 110,
+) -> tuple[Path, Path]:
+    """Write ``fig`` (matplotlib) to ``<figures_dir>/<notebook>.png`` and its record to ``.json``; return both paths."""
+    from . import __version__
+
+    png, js = figure_paths(cfg)
+    atomic_write(png, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
+    record = {
+        "notebook": cfg.notebook,
+        "figure": png.name,
+        "numbers": _plain(numbers),
+        "claims": [_plain(c) for c in claims],
+        "parameters": _plain(cfg.as_dict()),
+        "seed": cfg.values["seed"],
+        "device": str(cfg.device),
+        "device_name": torch.cuda.get_device_name(cfg.device) if cfg.device.type == "cuda" else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "hrinv_nb": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    record["wall_seconds"] = round(time.perf_counter() - cfg.started, 1)  # since build_config
+    text = json.dumps(record, indent=2) + "\n"
+    atomic_write(js, lambda tmp: Path(tmp).write_text(text))
+    return png, js
+
+
+def load_record(cfg: NotebookConfig) -> dict[str, Any]:
+    """Read back the JSON record written by :func:`save_figure`."""
+    return json.loads(figure_paths(cfg)[1].read_text())
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], floatfmt: str = ".3g") -> str:
+    """A GitHub-markdown table; floats formatted with ``floatfmt``, ``None`` shown as '–'."""
+
+    def cell(v: Any) -> str:
+        if v is None:
+            return "–"
+        if isinstance(v, float):
+            return format(v, floatfmt)
+        return str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def show_table(header: Sequence[str], rows: Sequence[Sequence[Any]], floatfmt: str = ".3g") -> str:
+    """Display a markdown table in a notebook (plain text elsewhere) and return its text."""
+    text = markdown_table(header, rows, floatfmt)
+    try:
+        from IPython.display import Markdown, display
+
+        display(Markdown(text))
+    except ImportError:  # pragma: no cover - IPython is a dependency of the notebooks extra
+        print(text)
+    return text
+
+
+def claims_table(claims: Sequence[Claim]) -> str:
+    """Display the checked claims (paper vs ours vs verdict) and return the markdown."""
+    return show_table(["claim", "paper", "ours", "verdict"], [[c.name, c.paper, c.ours, c.verdict] for c in claims])

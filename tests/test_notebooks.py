@@ -1,0 +1,108 @@
+"""The notebook suite's structure: a literate order, a ``parameters`` cell, parameter files, a figure.
+
+Execution itself is tested by nbval in ``make test`` (smoke parameters, build/nbsmoke); these tests
+read the committed notebooks without running them.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from hrinv_nb import mainjob
+from hrinv_nb.nbconfig import COMMON
+
+NOTEBOOKS = mainjob.list_notebooks()
+IDS = [nb.stem for nb in NOTEBOOKS]
+
+
+def _read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(str(path), as_version=4)
+
+
+def _code_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def _parameters(nb: nbformat.NotebookNode) -> dict[str, object]:
+    cell = _code_cells(nb)[0]
+    values = {}
+    for node in ast.parse(cell.source).body:
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name), (
+            f"the parameters cell must hold plain assignments only, found: {ast.unparse(node)}"
+        )
+        values[node.targets[0].id] = ast.literal_eval(node.value)  # plain values only
+    return values
+
+
+def test_there_are_notebooks():
+    assert len(NOTEBOOKS) >= 1
+    numbers = [nb.name[:2] for nb in NOTEBOOKS]
+    assert len(numbers) == len(set(numbers)), f"duplicate notebook numbers: {numbers}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_literate_order(path: Path):
+    nb = _read(path)
+    assert nb.cells[0].cell_type == "markdown", "a notebook opens with the paper's claim"
+    claim = nb.cells[0].source
+    assert re.search(r"(Fig\.|Table)\s*[IVX\d]", claim), "the opening cell must name the paper's figure or table"
+    assert ">" in claim, "the paper's claim is quoted (a '>' block)"
+    first_code = _code_cells(nb)[0]
+    assert "parameters" in first_code.metadata.get("tags", []), "the first code cell must be tagged 'parameters'"
+    assert "build_config(" in _code_cells(nb)[1].source, "the cell after the parameters validates them (build_config)"
+    assert nb.cells[-1].cell_type == "markdown" and "onclusion" in nb.cells[-1].source, "it ends with a conclusion"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_parameters_cell_plain_and_complete(path: Path):
+    nb = _read(path)
+    params = _parameters(nb)
+    assert set(COMMON) <= set(params), f"missing common parameters: {set(COMMON) - set(params)}"
+    assert params["preset"] == "toy", "defaults run the embedded toy world"
+    assert params["device"] == "auto"
+    declared = re.findall(r"(\w+)=", _code_cells(nb)[1].source.split("build_config(", 1)[1].split(")\n", 1)[0])
+    assert set(declared) == set(params) - set(COMMON), "build_config must declare exactly the notebook's own parameters"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_parameter_files(path: Path):
+    params = _parameters(_read(path))
+    for preset in ("smoke", "paper"):
+        values = mainjob.preset_parameters(path, preset)
+        unknown = set(values) - set(params)
+        assert not unknown, f"{preset} YAML sets parameters the notebook does not have: {unknown}"
+    assert mainjob.preset_parameters(path, "paper").get("preset") == "paper"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_writes_and_shows_its_figure(path: Path):
+    nb = _read(path)
+    code = "\n".join(c.source for c in _code_cells(nb))
+    assert "report.save_figure(" in code, "the notebook must save its figure with report.save_figure"
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert f"../figures/{path.stem}.png" in markdown, "the markdown shows the committed figure (readable without running)"
+    assert (mainjob.FIGURES / f"{path.stem}.png").is_file(), "run `make figures` and commit the figure"
+    assert (mainjob.FIGURES / f"{path.stem}.json").is_file()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_no_private_paths_and_stripped(path: Path):
+    nb = _read(path)
+    code = "\n".join(c.source for c in _code_cells(nb))
+    assert "sys.path" not in code and "PYTHONPATH" not in code, "no sys.path tricks: the package is installed"
+    assert not re.search(r"(from|import)\s+(tests|\.)", code), "no imports from tests/ or relative paths"
+    assert not re.search(r"hrinv_nb(\.\w+)*\._\w", code), "no private (underscore) names of hrinv_nb"
+    assert not re.search(r"from hrinv_nb(\.\w+)* import [^\n]*\b_\w", code), "no private (underscore) imports"
+    for cell in _code_cells(nb):
+        assert not cell.get("outputs") and cell.get("execution_count") is None, "commit notebooks stripped (make strip)"
+
+
+def test_paper_preset_yaml_is_valid_yaml():
+    for path in (mainjob.PARAMS / "paper").glob("*.yaml"):
+        assert isinstance(yaml.safe_load(path.read_text()), dict), path
