@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .blending import (Gamma, blend_generators, blend_latents, block_resolutions, default_swap_res, gamma_schedule,
                        swap_schedule)
 from .losses import PerceptualLoss
-from .lso import LSOResult, lso
+from .lso import LSOResult, lso, split_result
 from .networks import Generator
 from .projector import project
 
@@ -72,12 +72,13 @@ class Stylized:
 def stylize(G_s: Generator, G_t: Generator, w_s: torch.Tensor, gallery: StyleGallery, *, method: str = "lerp",
             gamma: Gamma | None = None, swap_res: int | None = None, content: torch.Tensor | None = None,
             lso_kwargs: dict | None = None, batch_size: int = 16, progress: bool = True,
-            judge: Callable[[torch.Tensor, torch.Tensor], float] | None = None) -> Stylized:
+            judge: Callable[[torch.Tensor, torch.Tensor], float] | None = None, lso_batch_size: int = 1) -> Stylized:
     """Stylise the content code ``w_s`` [1, num_ws, w_dim] against every gallery entry.
 
     ``method``: ``layer_swap`` | ``swap_g_and_w`` | ``lerp`` | ``lerp_lso`` (Fig. 2). The mixed
     generator does not depend on the style code, so it is built once and the mixed codes are
-    rendered in batches of ``batch_size``; ``lerp_lso`` then runs LSO (needs ``content``) per entry.
+    rendered in batches of ``batch_size``; ``lerp_lso`` then runs LSO (needs ``content``) per entry,
+    ``lso_batch_size`` entries at a time (independent problems in one batch; 1 = one at a time).
     """
     if method in ("layer_swap", "swap_g_and_w"):
         sched = swap_schedule(G_s, swap_res if swap_res is not None else default_swap_res(G_s))
@@ -100,8 +101,10 @@ def stylize(G_s: Generator, G_t: Generator, w_s: torch.Tensor, gallery: StyleGal
     mixed_t = torch.cat(mixed)
     if method != "lerp_lso":
         return Stylized(images=mixed_t, mixed=mixed_t, w=w_m)
-    results = []
-    for i in tqdm(range(n), disable=not progress, desc="LSO over gallery"):
-        results.append(lso(G_m, w_m[i : i + 1], content, progress=False, judge=judge, **(lso_kwargs or {})))
+    results: list[LSOResult] = []
+    step = max(1, int(lso_batch_size))
+    for i in tqdm(range(0, n, step), disable=not progress, desc="LSO over gallery"):
+        res = lso(G_m, w_m[i : i + step], content, progress=False, judge=judge, **(lso_kwargs or {}))
+        results.extend(split_result(res) if res.w.shape[0] > 1 else [res])
     return Stylized(images=torch.cat([r.image for r in results]), mixed=mixed_t,
                     w=torch.cat([r.w for r in results]), lso_results=results)

@@ -8,6 +8,10 @@ small:  min_{w_opt} d_h[G_m(w_m + w_opt + ε), x_s] + λ_reg‖w_opt‖².
 With ``directions`` [K, w_dim] (e.g. the top-K SeFa eigenvectors) the offset is Σ_k c_k e_k, one
 coefficient vector shared by the selected rows, and the L2 term acts on the coefficients.
 The ablations of Figs. 14 and 16 are arguments (``loss``, ``rows``, ``reg_weight``), not forks.
+
+Batches: ``w_m`` [B, num_ws, w_dim] with ``content`` [B or 1, 3, H, W] runs B independent LSO
+problems at once (one offset per sample, the sum of the per-sample losses). Adam is element-wise,
+so every sample follows exactly the trajectory it would follow alone (up to float summation order).
 """
 
 from __future__ import annotations
@@ -29,7 +33,11 @@ EARLY_ROWS = (0, 1, 2, 3, 4)
 
 @dataclass
 class LSOResult:
-    """``w`` = w_m + offset (no ε) [1, num_ws, w_dim]; ``image`` = G_m(w); ``mixed_image`` = G_m(w_m)."""
+    """``w`` = w_m + offset (no ε) [B, num_ws, w_dim]; ``image`` = G_m(w); ``mixed_image`` = G_m(w_m).
+
+    For B = 1, ``distances`` maps to floats; for B > 1 to lists of B floats (one per sample), and
+    ``history`` holds the losses summed over the batch.
+    """
 
     w: torch.Tensor
     image: torch.Tensor
@@ -51,6 +59,16 @@ def decoded_target(G_s: Generator, w_s: torch.Tensor) -> torch.Tensor:
     return (u8.permute(0, 3, 1, 2).float() / 255 - 0.5) * 2
 
 
+def split_result(res: LSOResult) -> list[LSOResult]:
+    """Split a batched :class:`LSOResult` into B single-sample results (floats in ``distances``)."""
+    out = []
+    for i in range(res.w.shape[0]):
+        dist = {k: (v[i] if isinstance(v, list) else v) for k, v in res.distances.items()}
+        out.append(LSOResult(w=res.w[i : i + 1], image=res.image[i : i + 1], mixed_image=res.mixed_image[i : i + 1],
+                             offset=res.offset[i : i + 1], rows=res.rows, distances=dist))
+    return out
+
+
 def lso(
     G_m: Generator,
     w_m: torch.Tensor,
@@ -68,20 +86,28 @@ def lso(
     optimize_noise: bool = False,
     latent_noise_std: float = 0.0,
     init_scale: float = 1e-3,
+    init: torch.Tensor | None = None,
     judge: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
     callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> LSOResult:
-    """Run LSO on the mixed generator ``G_m`` and code ``w_m`` [1, num_ws, w_dim] towards ``content``.
+    """Run LSO on the mixed generator ``G_m`` and code ``w_m`` [B, num_ws, w_dim] towards ``content`` [B or 1, 3, H, W].
 
     ``loss`` defaults to ``perceptual_loss('d_h')`` (layers 21, 28); ``reg_mode='weight_decay'``
     replaces the explicit term by Adam's coupled weight decay 2·reg_weight (the authors' code).
     ``latent_noise_std`` scales ε (σ = std·0.05·max(0, 1 − t/0.75)², drawn per selected row);
     ``optimize_noise`` re-initialises and optimises the noise maps of a copy of G_m. ``judge(a, b)``
     (an identity or LPIPS distance) fills ``distances`` with content↔mixed and content↔result.
+    B > 1 runs B independent problems (the sum of their losses; ``seed`` draws all B initial
+    offsets and ε at once); ``optimize_noise`` needs B = 1 (noise maps are shared by the batch).
+    ``init`` replaces the random initial variable ([B, |rows|, w_dim], or [B, K] with directions).
     """
     num_ws, w_dim = G_m.num_ws, G_m.w_dim
-    assert w_m.shape == (1, num_ws, w_dim), f"w_m must be [1,{num_ws},{w_dim}], got {tuple(w_m.shape)}"
-    assert content.ndim == 4 and content.shape[:2] == (1, 3), f"content must be [1,3,H,W], got {tuple(content.shape)}"
+    assert w_m.ndim == 3 and w_m.shape[1:] == (num_ws, w_dim), f"w_m must be [B,{num_ws},{w_dim}], got {tuple(w_m.shape)}"
+    batch = w_m.shape[0]
+    assert content.ndim == 4 and content.shape[1] == 3 and content.shape[0] in (1, batch), \
+        f"content must be [1 or {batch},3,H,W], got {tuple(content.shape)}"
+    if optimize_noise and batch > 1:
+        raise ValueError("optimize_noise needs a batch of 1: the noise maps would be shared by the batch")
     rows = tuple(sorted({int(r) for r in rows}))
     if not rows or rows[0] < 0 or rows[-1] >= num_ws:
         raise ValueError(f"rows must be a non-empty subset of 0..{num_ws - 1}, got {rows}")
@@ -99,9 +125,12 @@ def lso(
     if directions is not None:
         assert directions.ndim == 2 and directions.shape[1] == w_dim, f"directions must be [K,{w_dim}]"
         directions = directions.to(device, torch.float32)
-        var = (init_scale * torch.randn([1, directions.shape[0]], generator=gen)).to(device)
+        var = (init_scale * torch.randn([batch, directions.shape[0]], generator=gen)).to(device)
     else:
-        var = (init_scale * torch.randn([1, len(rows), w_dim], generator=gen)).to(device)
+        var = (init_scale * torch.randn([batch, len(rows), w_dim], generator=gen)).to(device)
+    if init is not None:
+        assert init.shape == var.shape, f"init must be {tuple(var.shape)}, got {tuple(init.shape)}"
+        var = init.detach().clone().to(device, torch.float32)
     var.requires_grad_(True)
     params = [var]
     noise = {}
@@ -117,10 +146,10 @@ def lso(
     row_index = torch.tensor(rows, device=device)
 
     def offset_of(v: torch.Tensor) -> torch.Tensor:
-        """Per-row offset [1, |rows|, w_dim]."""
+        """Per-row offset [B, |rows|, w_dim]."""
         if directions is None:
             return v
-        return (v @ directions).unsqueeze(1).expand(1, len(rows), w_dim)
+        return (v @ directions).unsqueeze(1).expand(batch, len(rows), w_dim)
 
     def full_w(v: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
         off = offset_of(v) if eps is None else offset_of(v) + eps
@@ -133,9 +162,9 @@ def lso(
         for group in opt.param_groups:
             group["lr"] = cur_lr
         sigma = latent_noise_sigma(t, latent_noise_std)
-        eps = (torch.randn([1, len(rows), w_dim], generator=gen) * sigma).to(device) if sigma > 0 else None
+        eps = (torch.randn([batch, len(rows), w_dim], generator=gen) * sigma).to(device) if sigma > 0 else None
         img = G.synthesis(full_w(var, eps), noise_mode="const")
-        dist = loss(img)
+        dist = loss(img) * batch  # the losses average over the batch: × B gives the sum of B problems
         reg = var.square().sum()
         total = dist + reg_weight * reg if reg_mode == "loss" else dist
         opt.zero_grad(set_to_none=True)
@@ -158,9 +187,13 @@ def lso(
         w_final = full_w(var).detach()
         image = G.synthesis(w_final, noise_mode="const")
         mixed = G_m.synthesis(w_m, noise_mode="const")
-    distances = {}
-    if judge is not None:
+    distances: dict = {}
+    if judge is not None and batch == 1:
         distances = {"content_vs_mixed": float(judge(content, mixed)), "content_vs_lso": float(judge(content, image))}
+    elif judge is not None:
+        tgt = [content[i if content.shape[0] > 1 else 0][None] for i in range(batch)]
+        distances = {"content_vs_mixed": [float(judge(tgt[i], mixed[i : i + 1])) for i in range(batch)],
+                     "content_vs_lso": [float(judge(tgt[i], image[i : i + 1])) for i in range(batch)]}
     return LSOResult(
         w=w_final, image=image, mixed_image=mixed, offset=offset_of(var).detach(), rows=rows, history=history,
         distances=distances, noise={k: v.detach().clone() for k, v in noise.items()},
