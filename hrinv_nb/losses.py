@@ -496,8 +496,41 @@ class DiscriminatorFeatureLoss(PerceptualLoss):
 # Factory
 
 LOSS_NAMES = (
-    "vgg16_conv", "vgg16_relu", "vgg16_conv_random", "resnet50", "deit_s16", "lpips_vgg", "d_h", "mse", "discriminator",
+    "vgg16_conv", "vgg16_relu", "vgg16_conv_random", "resnet50", "resnet50_random", "deit_s16", "lpips_vgg", "d_h", "mse",
+    "discriminator",
 )
+# The image side each λ table was tuned for (spec §2.3): "1024" tables see 1024² inputs, "256" tables 256².
+TABLE_INPUT_SIZE = {"1024": 1024, "256": 256, "224": 224}
+
+
+def resolution_lambda_scale(table: str, input_size: int) -> float:
+    """Factor on λ that keeps a table's per-element weight when the loss input is ``input_size``² instead.
+
+    Eq. 3 sums squares over every feature element, so at a side ``s`` instead of the table's ``S``
+    the sum shrinks by (s/S)²; multiplying every λ by S/s (λ² by (S/s)²) restores the balance against
+    the mean-squared-error term (λ_mse = 50), e.g. ×16 for the "1024" table on 64² toy images and
+    ×8 for the "256" table on 32² inputs. Layer-relative weights are unchanged.
+    """
+    if table not in TABLE_INPUT_SIZE:
+        raise KeyError(f"no input size known for λ table {table!r}; known: {sorted(TABLE_INPUT_SIZE)}")
+    if input_size <= 0:
+        raise ValueError(f"input_size must be > 0, got {input_size}")
+    return TABLE_INPUT_SIZE[table] / float(input_size)
+
+
+def random_resnet50(seed: int) -> nn.Module:
+    """timm ``resnet50`` (no classifier) with timm's own random initialisation drawn under ``torch.manual_seed(seed)``.
+
+    Not the paper's ImageNet ResNet50: a stand-in where no pretrained weights exist (eval mode, so
+    BatchNorm uses its initial running statistics, i.e. it is the identity).
+    """
+    import timm
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = timm.create_model("resnet50", pretrained=False)
+    model.reset_classifier(0)
+    return _freeze(model)
 
 
 def _resolution_table(downsample_size: int | tuple[int, int]) -> str:
@@ -535,6 +568,7 @@ def perceptual_loss(
     blocks: Iterable[LayerKey] | None = None,
     table: str | None = None,
     c: torch.Tensor | None = None,
+    lambda_scale: float = 1.0,
 ) -> PerceptualLoss:
     """Build the perceptual loss ``name`` (one of :data:`LOSS_NAMES`) on ``device``.
 
@@ -543,8 +577,12 @@ def perceptual_loss(
     ResNet/DeiT: module names, discriminator: block resolutions); ``lambdas`` overrides λ per
     layer. ``seed`` seeds ``vgg16_conv_random``. ``discriminator`` needs ``D=`` and takes
     ``blocks=`` (default: the blocks of D with non-zero weight) and ``table=`` ('ffhq' or 'real_face').
+    ``resnet50_random`` is ResNet50 randomly initialised from ``seed`` (no weights exist for it).
+    ``lambda_scale`` multiplies every λ (see :func:`resolution_lambda_scale`); it is ignored by ``mse``.
     """
-    if name in ("vgg16_conv_random", "mse", "discriminator") and weights is not None:
+    if lambda_scale <= 0:
+        raise ValueError(f"lambda_scale must be > 0, got {lambda_scale}")
+    if name in ("vgg16_conv_random", "resnet50_random", "mse", "discriminator") and weights is not None:
         raise ValueError(f"{name} takes no weights file (got weights={weights!r})")
     if name in ("vgg16_conv", "vgg16_relu", "vgg16_conv_random"):
         table_name = table or _resolution_table(downsample_size)
@@ -557,10 +595,10 @@ def perceptual_loss(
         loss = _vgg_loss(
             name, "default", LAMBDA_TABLES["d_h"]["default"], chosen_layers, lambdas, downsample_size, weights, None
         )
-    elif name == "resnet50":
+    elif name in ("resnet50", "resnet50_random"):
         table_name = table or _resolution_table(downsample_size)
-        chosen = select_lambdas(LAMBDA_TABLES[name][table_name], layers, lambdas, str)
-        backbone = _timm_backbone("resnet50", "resnet50", weights)
+        chosen = select_lambdas(LAMBDA_TABLES["resnet50"][table_name], layers, lambdas, str)
+        backbone = random_resnet50(seed) if name == "resnet50_random" else _timm_backbone("resnet50", "resnet50", weights)
         loss = HookedFeatureLoss(name, backbone, {k: str(k) for k in chosen}, chosen, downsample_size, table_name)
     elif name == "deit_s16":
         chosen = select_lambdas(LAMBDA_TABLES[name]["224"], layers, lambdas, str)
@@ -590,4 +628,6 @@ def perceptual_loss(
         loss = DiscriminatorFeatureLoss(D, chosen, c, table_name)
     else:
         raise ValueError(f"unknown perceptual loss {name!r}; choose one of {LOSS_NAMES}")
+    if lambda_scale != 1.0 and name != "mse":
+        loss.lambdas = {key: lam * float(lambda_scale) for key, lam in loss.lambdas.items()}
     return loss.to(device).eval()

@@ -146,3 +146,102 @@ def hf_energy_ratio(img: torch.Tensor, target: torch.Tensor, cutoff: float = 0.5
     """Fraction of the residual power above ``cutoff`` × Nyquist (0 when the residual is zero)."""
     total = float(residual_band_power(img, target, -1.0).mean())
     return hf_artifact_energy(img, target, cutoff) / total if total > 0 else 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Substitute perceptual metric and detail measures (for the toy world, where LPIPS weights are absent)
+
+FEATURE_DISTANCE_LAYERS = (3, 8, 15, 22, 29)  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 (LPIPS-VGG's taps)
+
+
+@functools.lru_cache(maxsize=4)
+def _vgg_trunk_cached(weights: str, last_index: int, device: str) -> torch.nn.Module:
+    from .losses import vgg16_trunk
+
+    return vgg16_trunk(last_index, weights=weights).to(device)
+
+
+def vgg_feature_distance_per_sample(
+    img: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    weights: str | os.PathLike,
+    layers: tuple[int, ...] = FEATURE_DISTANCE_LAYERS,
+) -> torch.Tensor:
+    """LPIPS-style distance on a VGG16 trunk from ``weights``, per sample ``[B]``.
+
+    Like LPIPS-VGG without its learned linear heads: at each ReLU tap, unit-normalise the feature
+    vector of every position across channels, take the squared difference summed over channels,
+    average over positions, and sum the layers with equal weights. *Uncalibrated*: not comparable to
+    LPIPS values, and biased towards whatever the trunk was trained on (the metric's backbone).
+    """
+    from .losses import hooked_features, imagenet_normalise
+
+    assert img.ndim == 4 and img.shape == target.shape and img.shape[1] == 3, (
+        f"shape mismatch: {tuple(img.shape)} vs {tuple(target.shape)}"
+    )
+    trunk = _vgg_trunk_cached(str(weights), max(layers), str(img.device))
+    with torch.no_grad():
+        both = imagenet_normalise(torch.cat([img.float(), target.float().to(img.device)]))
+        feats = hooked_features(trunk, {k: trunk[k] for k in layers}, both)
+        total = torch.zeros(img.shape[0], device=img.device)
+        for key in layers:
+            f = feats[key]
+            f = f / (f.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
+            a, b = f[: img.shape[0]], f[img.shape[0]:]
+            total += (a - b).square().sum(dim=1).mean(dim=(1, 2))
+    return total
+
+
+def vgg_feature_distance(img: torch.Tensor, target: torch.Tensor, *, weights: str | os.PathLike,
+                         layers: tuple[int, ...] = FEATURE_DISTANCE_LAYERS) -> float:
+    """Batch mean of :func:`vgg_feature_distance_per_sample`."""
+    return float(vgg_feature_distance_per_sample(img, target, weights=weights, layers=layers).mean())
+
+
+def band_power(img: torch.Tensor, cutoff: float = 0.5) -> torch.Tensor:
+    """Per-sample power of ``img`` (mean over channels, each channel's mean removed) above ``cutoff`` × Nyquist, ``[B]``."""
+    assert img.ndim == 4, f"expected [B,C,H,W], got {tuple(img.shape)}"
+    centred = img - img.mean(dim=(2, 3), keepdim=True)
+    return residual_band_power(centred, torch.zeros_like(centred), cutoff).mean(dim=1)
+
+
+def detail_ratio(img: torch.Tensor, target: torch.Tensor, cutoff: float = 0.5) -> float:
+    """Band power of ``img`` above ``cutoff`` × Nyquist over that of ``target`` (batch mean of per-sample ratios).
+
+    1 means as much fine detail as the target; < 1 is blurrier; > 1 has extra high-frequency content
+    (texture or artifacts — pair it with :func:`hf_artifact_energy`, which measures the *error* in that band).
+    """
+    assert img.shape == target.shape, f"shape mismatch: {tuple(img.shape)} vs {tuple(target.shape)}"
+    ref = band_power(target.detach().double(), cutoff)
+    return float((band_power(img.detach().double(), cutoff) / ref.clamp_min(1e-20)).mean())
+
+
+def gradient_magnitude(img: torch.Tensor) -> torch.Tensor:
+    """Mean finite-difference gradient magnitude per sample ``[B]`` (a sharpness measure, images in [-1, 1])."""
+    assert img.ndim == 4, f"expected [B,C,H,W], got {tuple(img.shape)}"
+    x = img.detach().double()
+    gy = x[:, :, 1:, :-1] - x[:, :, :-1, :-1]
+    gx = x[:, :, :-1, 1:] - x[:, :, :-1, :-1]
+    return (gx.square() + gy.square()).sqrt().mean(dim=(1, 2, 3))
+
+
+def sharpness_ratio(img: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean gradient magnitude of ``img`` over that of ``target`` (batch mean of per-sample ratios; 1 = as sharp)."""
+    assert img.shape == target.shape, f"shape mismatch: {tuple(img.shape)} vs {tuple(target.shape)}"
+    return float((gradient_magnitude(img) / gradient_magnitude(target).clamp_min(1e-20)).mean())
+
+
+def psnr_per_sample(img: torch.Tensor, target: torch.Tensor) -> list[float]:
+    """:func:`psnr` of each sample (a list of B floats)."""
+    return [psnr(img[i : i + 1], target[i : i + 1]) for i in range(img.shape[0])]
+
+
+def ssim_per_sample(img: torch.Tensor, target: torch.Tensor) -> list[float]:
+    """:func:`ssim` of each sample (a list of B floats)."""
+    return [ssim(img[i : i + 1], target[i : i + 1]) for i in range(img.shape[0])]
+
+
+def hf_artifact_energy_per_sample(img: torch.Tensor, target: torch.Tensor, cutoff: float = 0.5) -> list[float]:
+    """:func:`hf_artifact_energy` of each sample (a list of B floats)."""
+    return [float(v) for v in residual_band_power(img, target, cutoff).mean(dim=1)]

@@ -1,0 +1,150 @@
+"""Batched projection (hrinv_nb.batch_projection), λ rescaling, random ResNet50, and the toy-world metrics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from hrinv_nb import metrics
+from hrinv_nb.batch_projection import (
+    noise_regularization_per_sample,
+    normalize_noise_per_sample_,
+    project_batch,
+)
+from hrinv_nb.losses import perceptual_loss, resolution_lambda_scale, vgg16_trunk
+from hrinv_nb.networks import Generator
+from hrinv_nb.projector import generator_noise_buffers, noise_regularization, project
+
+TINY_KWARGS = dict(
+    z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3, mapping_kwargs={"num_layers": 2},
+    synthesis_kwargs={"channel_base": 1024, "channel_max": 32, "num_fp16_res": 0, "conv_clamp": 256},
+)
+
+
+def _tiny_generator() -> Generator:
+    torch.manual_seed(0)
+    G = Generator(**TINY_KWARGS)
+    with torch.no_grad():
+        for name, param in G.named_parameters():
+            if "torgb.weight" in name:
+                param.mul_(0.15)
+            if name.endswith("noise_strength"):
+                param.fill_(0.3)
+    return G.eval()
+
+
+def _targets(G: Generator, batch: int = 2) -> torch.Tensor:
+    with torch.no_grad():
+        ws = G.mapping(torch.randn(batch, G.z_dim, generator=torch.Generator().manual_seed(5)), None)
+        return G.synthesis(ws, noise_mode="const").clamp(-1, 1)
+
+
+def test_batch_equals_separate_projections_without_random_draws():
+    G = _tiny_generator()
+    targets = _targets(G, 3)
+    common = dict(loss="mse", num_steps=6, optimize_noise=False, latent_noise_factor=0.0, progress=False,
+                  w_avg_samples=500, mse_weight=1.0)
+    batched = project_batch(G, targets, **common)
+    assert batched.w.shape == (3, G.num_ws, G.w_dim) and batched.images.shape == targets.shape
+    for i in range(3):
+        single = project(G, targets[i : i + 1], **common)
+        assert torch.allclose(batched.w[i : i + 1], single.w, atol=1e-4), i
+        assert torch.allclose(batched.sample(i).image, single.image, atol=1e-4)
+
+
+def test_batch_noise_maps_are_per_sample_normalised_and_G_untouched():
+    G = _tiny_generator()
+    before = {k: v.clone() for k, v in generator_noise_buffers(G).items()}
+    targets = _targets(G, 2)
+    result = project_batch(G, targets, loss="mse", num_steps=4, progress=False, w_avg_samples=500)
+    assert set(result.noise) == set(before)
+    for name, maps in result.noise.items():
+        assert maps.shape == (2, *before[name].shape)
+        assert torch.allclose(maps.mean(dim=(1, 2)), torch.zeros(2), atol=1e-5)
+        assert torch.allclose(maps.square().mean(dim=(1, 2)), torch.ones(2), atol=1e-4)
+        assert not torch.equal(maps[0], maps[1]), "each sample has its own noise maps"
+    for name, buf in generator_noise_buffers(G).items():
+        assert torch.equal(buf, before[name]), "G must not be mutated"
+    again = project_batch(G, targets, loss="mse", num_steps=4, progress=False, w_avg_samples=500)
+    assert torch.equal(again.w, result.w), "same seed, same result"
+    assert all(torch.isfinite(torch.tensor(v)).all() for v in result.history.values())
+
+
+def test_batch_noise_regularisation_runs_and_needs_noise_maps():
+    G = _tiny_generator()
+    targets = _targets(G, 2)
+    result = project_batch(G, targets, loss="mse", num_steps=3, progress=False, w_avg_samples=500, noise_reg_weight=1e5)
+    assert result.history["noise_reg"][0] > 0
+    with pytest.raises(ValueError, match="optimize_noise"):
+        project_batch(G, targets, loss="mse", num_steps=2, progress=False, w_avg_samples=500, noise_reg_weight=1.0,
+                      optimize_noise=False)
+
+
+def test_noise_regularisation_per_sample_matches_the_single_version():
+    gen = torch.Generator().manual_seed(0)
+    maps = [torch.randn(3, 1, 16, 16, generator=gen), torch.randn(3, 1, 8, 8, generator=gen)]
+    per_sample = noise_regularization_per_sample(maps)
+    for b in range(3):
+        assert per_sample[b] == pytest.approx(float(noise_regularization([m[b, 0] for m in maps])), rel=1e-5)
+    normalize_noise_per_sample_(maps)
+    assert torch.allclose(maps[0].mean(dim=(1, 2, 3)), torch.zeros(3), atol=1e-6)
+
+
+def test_lambda_scale_and_resolution_factor():
+    assert resolution_lambda_scale("1024", 64) == 16.0
+    assert resolution_lambda_scale("256", 32) == 8.0
+    with pytest.raises(KeyError):
+        resolution_lambda_scale("512", 32)
+    plain = perceptual_loss("vgg16_conv_random", layers=[2, 7])
+    scaled = perceptual_loss("vgg16_conv_random", layers=[2, 7], lambda_scale=4.0)
+    assert scaled.lambdas == {k: 4.0 * v for k, v in plain.lambdas.items()}
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    y = torch.rand(1, 3, 32, 32) * 2 - 1
+    plain.set_target(x)
+    scaled.set_target(x)
+    assert float(scaled(y)) == pytest.approx(16.0 * float(plain(y)), rel=1e-5)
+    with pytest.raises(ValueError):
+        perceptual_loss("mse", lambda_scale=0.0)
+
+
+def test_random_resnet50_needs_no_weights_and_is_seeded():
+    a = perceptual_loss("resnet50_random", seed=1, layers=["conv1", "layer1.2.conv1"])
+    b = perceptual_loss("resnet50_random", seed=1, layers=["conv1", "layer1.2.conv1"])
+    c = perceptual_loss("resnet50_random", seed=2, layers=["conv1", "layer1.2.conv1"])
+    assert torch.equal(a.backbone.conv1.weight, b.backbone.conv1.weight)
+    assert not torch.equal(a.backbone.conv1.weight, c.backbone.conv1.weight)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    a.set_target(x)
+    assert float(a(x)) == 0.0 and float(a(x.flip(0))) > 0
+    with pytest.raises(ValueError):
+        perceptual_loss("resnet50_random", weights="x.pth")
+
+
+def _blur(x: torch.Tensor) -> torch.Tensor:
+    return F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+
+
+def test_detail_and_sharpness_ratios_see_blur():
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert metrics.detail_ratio(x, x) == pytest.approx(1.0)
+    assert metrics.sharpness_ratio(x, x) == pytest.approx(1.0)
+    assert metrics.detail_ratio(_blur(x), x) < 0.3
+    assert metrics.sharpness_ratio(_blur(x), x) < 0.6
+    per = metrics.hf_artifact_energy_per_sample(_blur(x), x)
+    assert len(per) == 2 and sum(per) / 2 == pytest.approx(metrics.hf_artifact_energy(_blur(x), x))
+    assert sum(metrics.psnr_per_sample(_blur(x), x)) / 2 == pytest.approx(metrics.psnr(_blur(x), x))
+    assert sum(metrics.ssim_per_sample(_blur(x), x)) / 2 == pytest.approx(metrics.ssim(_blur(x), x))
+
+
+def test_vgg_feature_distance(tmp_path):
+    trunk = vgg16_trunk(29, seed=3)
+    path = tmp_path / "trunk.safetensors"
+    save_file({f"features.{k}": v.contiguous() for k, v in trunk.state_dict().items()}, str(path))
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    same = metrics.vgg_feature_distance_per_sample(x, x, weights=path)
+    assert same.shape == (2,) and torch.allclose(same, torch.zeros(2), atol=1e-6)
+    near = metrics.vgg_feature_distance(x + 0.05 * torch.randn_like(x), x, weights=path)
+    far = metrics.vgg_feature_distance(x.flip(0), x, weights=path)
+    assert 0 < near < far
