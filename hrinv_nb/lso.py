@@ -29,6 +29,17 @@ from .networks import Generator
 from .projector import generator_noise_buffers, latent_noise_sigma, learning_rate, normalize_noise_
 
 EARLY_ROWS = (0, 1, 2, 3, 4)
+PAPER_REG_WEIGHT = 0.01  # spec §5 step 8, for d_h at 1024²
+
+
+def resolution_reg_weight(resolution: int, base: float = PAPER_REG_WEIGHT, base_resolution: int = 1024) -> float:
+    """λ_reg scaled to the image size: ``base · (resolution / base_resolution)²``.
+
+    d_h is an unnormalised sum over feature elements, so at R² it is ~(R/1024)² of its 1024² size;
+    scaling λ_reg the same way keeps the balance of Eq. 8 (64² -> 0.01/256 ≈ 3.9e-5).
+    """
+    assert resolution > 0 and base_resolution > 0, (resolution, base_resolution)
+    return float(base) * (resolution / base_resolution) ** 2
 
 
 @dataclass

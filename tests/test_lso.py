@@ -141,3 +141,11 @@ def test_gallery_stylize_with_batched_lso(setup):
     plain = stylize(G_s, G_t, w_s, gallery, method="lerp", progress=False)
     assert torch.equal(out.w[:, 5:], plain.w[:, 5:]) and not torch.equal(out.w[:, :5], plain.w[:, :5])
     assert not torch.equal(out.images, out.mixed)
+
+
+def test_resolution_reg_weight():
+    from hrinv_nb.lso import resolution_reg_weight
+
+    assert resolution_reg_weight(1024) == 0.01
+    assert resolution_reg_weight(64) == pytest.approx(0.01 / 256)
+    assert resolution_reg_weight(256, base=0.02) == pytest.approx(0.02 / 16)
