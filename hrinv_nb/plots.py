@@ -113,3 +113,29 @@ def bar_panel(ax, values: Mapping[str, float], *, ylabel: str, paper: Mapping[st
     ax.set_xticks(x)
     ax.set_xticklabels(names, rotation=30, ha="right", fontsize=7)
     ax.set_ylabel(ylabel, fontsize=8)
+
+
+def stack_figures(figures: Sequence, *, dpi: int = 110):
+    """One figure holding ``figures`` stacked vertically (each rasterised at ``dpi``), for a single saved PNG."""
+    import io
+
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    assert len(figures) > 0, "no figures to stack"
+    parts = []
+    for f in figures:
+        buf = io.BytesIO()
+        f.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        buf.seek(0)
+        parts.append(Image.open(buf).convert("RGB"))
+    canvas = Image.new("RGB", (max(p.width for p in parts), sum(p.height for p in parts)), "white")
+    top = 0
+    for p in parts:
+        canvas.paste(p, ((canvas.width - p.width) // 2, top))
+        top += p.height
+    fig = plt.figure(figsize=(canvas.width / dpi, canvas.height / dpi), dpi=dpi)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(np.asarray(canvas))
+    ax.axis("off")
+    return fig

@@ -1,0 +1,191 @@
+"""Helpers for the reconstruction studies (Figs. 1, 6, 12, Table II): run loss variants, measure, summarise.
+
+A *row* is one inversion setting (a loss, a loss-input size, w or w+n, noise regularisation) run
+on a batch of targets with :func:`hrinv_nb.batch_projection.project_batch`; :func:`measure` turns
+its reconstructions into per-sample numbers (PSNR, SSIM, the high-frequency artifact energy, the
+detail and sharpness ratios, optionally an LPIPS-style feature distance); :func:`paired` compares
+two rows on the same targets (mean difference and its standard error).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import metrics
+from .batch_projection import BatchProjectionResult, project_batch
+from .losses import PerceptualLoss
+
+
+@dataclass
+class StudyRow:
+    """One inversion setting run on a batch: its reconstructions, per-sample measures and wall time."""
+
+    label: str
+    images: torch.Tensor
+    measures: dict[str, list[float]]
+    seconds: float
+    result: BatchProjectionResult | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    cpu_seconds: float = float("nan")  # process CPU time: the cost on a free machine, whatever the contention
+
+    def mean(self, key: str) -> float:
+        return float(np.mean(self.measures[key]))
+
+    def sem(self, key: str) -> float:
+        """Standard error of the mean over samples (0 for one sample)."""
+        values = np.asarray(self.measures[key], dtype=float)
+        return float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else 0.0
+
+
+def measure(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    cutoff: float = 0.5,
+    feature_weights: str | None = None,
+) -> dict[str, list[float]]:
+    """Per-sample PSNR, SSIM, hf artifact energy (residual power above ``cutoff``·Nyquist), detail ratio,
+    sharpness ratio and, with ``feature_weights`` (a VGG16 trunk file), the LPIPS-style feature distance."""
+    assert images.shape == targets.shape and images.ndim == 4, (tuple(images.shape), tuple(targets.shape))
+    images = images.detach().float().clamp(-1, 1)
+    targets = targets.detach().float().to(images.device)
+    out = {
+        "psnr": metrics.psnr_per_sample(images, targets),
+        "ssim": metrics.ssim_per_sample(images, targets),
+        "hf_energy": metrics.hf_artifact_energy_per_sample(images, targets, cutoff),
+        "detail_ratio": [metrics.detail_ratio(images[i : i + 1], targets[i : i + 1], cutoff) for i in range(len(images))],
+        "sharpness_ratio": [metrics.sharpness_ratio(images[i : i + 1], targets[i : i + 1]) for i in range(len(images))],
+    }
+    if feature_weights is not None:
+        out["feature_dist"] = [float(v) for v in metrics.vgg_feature_distance_per_sample(images, targets, weights=feature_weights)]
+    for key, values in out.items():
+        assert all(math.isfinite(v) for v in values), f"{key}: non-finite values {values}"
+    return out
+
+
+def run_row(
+    label: str,
+    G: nn.Module,
+    targets: torch.Tensor,
+    loss: PerceptualLoss | str,
+    *,
+    cutoff: float = 0.5,
+    feature_weights: str | None = None,
+    **project_kwargs: Any,
+) -> StudyRow:
+    """Invert ``targets`` with ``project_batch(G, targets, loss=loss, **project_kwargs)`` and measure the result."""
+    start, cpu_start = time.perf_counter(), time.process_time()
+    result = project_batch(G, targets, loss=loss, **project_kwargs)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    assert torch.isfinite(result.images).all() and torch.isfinite(result.w).all(), f"{label}: non-finite result"
+    settings = {k: v for k, v in project_kwargs.items() if isinstance(v, (int, float, str, bool))}
+    settings["loss"] = loss if isinstance(loss, str) else getattr(loss, "name", type(loss).__name__)
+    return StudyRow(label, result.images.detach().cpu(), measure(result.images, targets, cutoff=cutoff,
+                    feature_weights=feature_weights), seconds, result, settings, cpu_seconds)
+
+
+def paired(a: StudyRow, b: StudyRow, key: str) -> tuple[float, float]:
+    """Mean of ``b − a`` over the shared samples and its standard error (a paired comparison)."""
+    x = np.asarray(a.measures[key], dtype=float)
+    y = np.asarray(b.measures[key], dtype=float)
+    assert x.shape == y.shape, (x.shape, y.shape)
+    diff = y - x
+    sem = float(diff.std(ddof=1) / math.sqrt(diff.size)) if diff.size > 1 else float("nan")
+    return float(diff.mean()), sem
+
+
+def busiest_box(img: torch.Tensor, size: int) -> tuple[int, int, int, int]:
+    """``(top, left, size, size)`` of the square window of ``img`` ([1,3,H,W] or [3,H,W]) with the most
+    gradient energy: where fine detail (hair, texture) is, for close-up crops."""
+    x = img[0] if img.ndim == 4 else img
+    assert x.ndim == 3 and size <= min(x.shape[1:]), (tuple(x.shape), size)
+    g = x.detach().float().mean(0)
+    energy = torch.zeros_like(g)
+    energy[1:, :] += (g[1:, :] - g[:-1, :]).square()
+    energy[:, 1:] += (g[:, 1:] - g[:, :-1]).square()
+    window = F.avg_pool2d(energy[None, None], size, stride=1)[0, 0]
+    flat = int(torch.argmax(window))
+    top, left = divmod(flat, window.shape[1])
+    return top, left, size, size
+
+
+def summary_rows(rows: Sequence[StudyRow], keys: Sequence[str], fmt: str = "{:.3g}") -> list[list[str]]:
+    """Table rows ``[label, 'mean ± sem' per key, seconds]`` for :func:`hrinv_nb.report.show_table`."""
+    table = []
+    for row in rows:
+        cells = [row.label]
+        for key in keys:
+            if key in row.measures:
+                cells.append(f"{fmt.format(row.mean(key))} ± {fmt.format(row.sem(key))}")
+            else:
+                cells.append("–")
+        cells.append(f"{row.seconds:.0f}")
+        table.append(cells)
+    return table
+
+
+def numbers_of(rows: Sequence[StudyRow]) -> dict[str, dict[str, Any]]:
+    """Means, standard errors and per-sample values of every row (for the figure JSON)."""
+    return {
+        row.label: {
+            **{f"{k}_mean": row.mean(k) for k in row.measures},
+            **{f"{k}_sem": row.sem(k) for k in row.measures},
+            "per_sample": row.measures,
+            "seconds": round(row.seconds, 1),
+            "cpu_seconds": round(row.cpu_seconds, 1),
+            "settings": row.settings,
+        }
+        for row in rows
+    }
+
+
+def bar_with_errors(ax: Any, rows: Sequence[StudyRow], key: str, *, ylabel: str, colors: Mapping[str, str] | None = None,
+                    reference: float | None = None) -> None:
+    """Bars of ``key``'s mean per row with ±1 standard error; an optional horizontal reference line."""
+    labels = [r.label for r in rows]
+    x = np.arange(len(rows))
+    ax.bar(x, [r.mean(key) for r in rows], yerr=[r.sem(key) for r in rows], capsize=3,
+           color=[(colors or {}).get(label, "C0") for label in labels])
+    if reference is not None:
+        ax.axhline(reference, color="k", lw=0.8, ls="--")
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=7)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(axis="y", labelsize=7)
+
+
+def scaled_loss(
+    name: str,
+    *,
+    image_size: int,
+    downsample_size: int = -1,
+    lambda_scale: str = "resolution",
+    weights: str | None = None,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> PerceptualLoss:
+    """``perceptual_loss(name, ...)`` whose λ table is rescaled to the actual loss-input size.
+
+    ``lambda_scale='resolution'`` multiplies λ by :func:`hrinv_nb.losses.resolution_lambda_scale` of
+    the table in use (the "256" table when ``downsample_size > 0``, else the "1024" one) and the side
+    the loss actually sees (``downsample_size`` or ``image_size``); at the paper's sizes (1024², 256²)
+    the factor is exactly 1. ``'paper'`` keeps the paper's λ unchanged.
+    """
+    from .losses import perceptual_loss, resolution_lambda_scale
+
+    if lambda_scale not in ("resolution", "paper"):
+        raise ValueError(f"lambda_scale must be 'resolution' or 'paper', got {lambda_scale!r}")
+    table = "256" if downsample_size > 0 else "1024"
+    seen = downsample_size if downsample_size > 0 else image_size
+    factor = resolution_lambda_scale(table, seen) if lambda_scale == "resolution" else 1.0
+    kwargs: dict[str, Any] = {"weights": weights} if name in ("vgg16_conv", "vgg16_relu", "resnet50", "deit_s16") else {}
+    return perceptual_loss(name, downsample_size=downsample_size, device=device, seed=seed, lambda_scale=factor, **kwargs)
