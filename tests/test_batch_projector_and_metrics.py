@@ -148,3 +148,55 @@ def test_vgg_feature_distance(tmp_path):
     near = metrics.vgg_feature_distance(x + 0.05 * torch.randn_like(x), x, weights=path)
     far = metrics.vgg_feature_distance(x.flip(0), x, weights=path)
     assert 0 < near < far
+
+
+def test_reconstruction_study_row_measures_and_pairs():
+    from hrinv_nb import reconstruction_study as study
+
+    G = _tiny_generator()
+    targets = _targets(G, 2)
+    row = study.run_row("mse", G, targets, "mse", num_steps=3, progress=False, w_avg_samples=500, optimize_noise=False)
+    assert set(row.measures) == {"psnr", "ssim", "hf_energy", "detail_ratio", "sharpness_ratio"}
+    assert all(len(v) == 2 for v in row.measures.values())
+    assert row.cpu_seconds >= 0 and row.seconds > 0
+    diff, sem = study.paired(row, row, "psnr")
+    assert diff == 0.0 and sem == 0.0
+    numbers = study.numbers_of([row])
+    assert numbers["mse"]["psnr_mean"] == pytest.approx(row.mean("psnr"))
+    assert study.summary_rows([row], ["psnr", "lpips"])[0][2] == "–"
+
+
+def test_busiest_box_finds_the_textured_window():
+    from hrinv_nb import reconstruction_study as study
+
+    img = torch.zeros(1, 3, 32, 32)
+    img[..., 20:28, 4:12] = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    top, left, h, w = study.busiest_box(img, 8)
+    assert (h, w) == (8, 8) and abs(top - 20) <= 1 and abs(left - 4) <= 1
+
+
+def test_scaled_loss_uses_the_resolution_factor():
+    from hrinv_nb import reconstruction_study as study
+
+    full = study.scaled_loss("vgg16_conv_random", image_size=64)
+    down = study.scaled_loss("vgg16_conv_random", image_size=64, downsample_size=32)
+    printed = study.scaled_loss("vgg16_conv_random", image_size=64, lambda_scale="paper")
+    assert full.lambdas[2] == pytest.approx(16 * printed.lambdas[2])
+    assert down.lambdas[2] == pytest.approx(8 * perceptual_loss("vgg16_conv_random", downsample_size=32).lambdas[2])
+    with pytest.raises(ValueError):
+        study.scaled_loss("vgg16_conv_random", image_size=64, lambda_scale="other")
+
+
+def test_stack_figures_makes_one_figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hrinv_nb import plots
+
+    a, b = plt.figure(figsize=(2, 1)), plt.figure(figsize=(3, 1))
+    fig = plots.stack_figures([a, b], dpi=50)
+    width, height = fig.get_size_inches() * 50
+    assert width >= 140 and height >= 90
+    plt.close("all")
