@@ -33,7 +33,7 @@ DATA = REPO / "data"
 WORK = DATA / "_work"
 
 SOURCE = dict(name="G_s", style="photo", n_data=8192, data_seed=1, init_seed=0, train_seed=0)
-TARGETS = {s: dict(name=f"G_t_{s}", style=s, n_data=2048, data_seed=10 + i, train_seed=100 + i) for i, s in enumerate(TARGET_STYLES)}
+TARGETS = {s: dict(name=f"G_t_{s}", style=s, n_data=4096, data_seed=10 + i, train_seed=100 + i) for i, s in enumerate(TARGET_STYLES)}
 
 
 def source_pretrain_config(steps: int) -> TrainConfig:
@@ -46,6 +46,31 @@ def source_config(steps: int) -> TrainConfig:
     """Phase B of G_s: adversarial training with a 32² reconstruction anchor (photo renders)."""
     return TrainConfig(steps=steps, batch=16, lr_g=0.0025, lr_d=0.0025, r1_gamma=0.05, r1_interval=16,
                        ema_kimg=2.0, recon_weight=10.0, recon_size=32, augment_p=0.0, checkpoint_every=50, seed=1)
+
+
+def source_refine_config(steps: int) -> TrainConfig:
+    """Phase C1 of G_s: long reconstruction-only refinement, full 64² L1, Adam with momentum.
+
+    The renders' textures (hair strands, pores, background grain) are hashed from seed factors, so
+    the L1 optimum is the clean, texture-averaged face (L1 floor about 0.05); the layout needs many
+    steps to converge there, which phases A/B were too short for. The mapping trains (10× lr).
+    """
+    return TrainConfig(steps=steps, batch=16, lr_g=0.003, g_betas=(0.9, 0.99), mapping_lr_mult=10.0,
+                       adv_weight=0.0, recon_weight=1.0, recon_size=64, ema_kimg=0.5, checkpoint_every=50, seed=2)
+
+
+def source_refine_frozen_config(steps: int) -> TrainConfig:
+    """Phase C2 of G_s: as C1 with the mapping frozen (shared with every G_t), batch 8 (more updates per
+    image on a busy CPU) and a cosine lr ramp-down over the last 30%."""
+    return TrainConfig(steps=steps, batch=8, lr_g=0.003, g_betas=(0.9, 0.99), adv_weight=0.0, recon_weight=1.0,
+                       recon_size=64, ema_kimg=0.5, lr_rampdown=0.3, freeze_mapping=True, checkpoint_every=50, seed=3)
+
+
+def target_refine_config(steps: int, seed: int) -> TrainConfig:
+    """Fine-tuning of a toy G_t: reconstruction only (64² L1), mapping frozen, batch 8, cosine ramp-down."""
+    return TrainConfig(steps=steps, batch=8, lr_g=0.003, g_betas=(0.9, 0.99), adv_weight=0.0, recon_weight=1.0,
+                       recon_size=64, ema_kimg=0.5, lr_rampdown=0.3, freeze_mapping=True, checkpoint_every=50,
+                       seed=seed)
 
 
 def target_config(steps: int, seed: int) -> TrainConfig:
@@ -70,21 +95,53 @@ def _record(name: str, seconds: float, cfg: TrainConfig, extra: dict) -> None:
     (DATA / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
-def build_source(pretrain_steps: int, steps: int, progress: bool = True) -> Path:
-    """Train G_s/D_s on photo renders: reconstruction pre-training, then adversarial + anchor."""
+PHASE_B = WORK / "G_s_phaseB.safetensors"  # G_s after phases A+B (the first-pass asset), with its record
+PHASE_C1 = WORK / "G_s_phaseC1.safetensors"  # G_s after phase C1: its mapping is final, every G_t starts here
+
+
+def build_source(pretrain_steps: int, steps: int, refine_steps: int = 0, frozen_steps: int = 0,
+                 progress: bool = True) -> Path:
+    """Train G_s/D_s on photo renders: reconstruction pre-training (A), adversarial + anchor (B), then
+    ``refine_steps`` of long 64² reconstruction refinement (C1) and ``frozen_steps`` more with the mapping
+    frozen (C2; the G_t fork from the C1 weights, so all share one mapping). Each phase resumes; A+B are skipped when
+    ``data/_work/G_s_phaseB.safetensors`` (+ ``.json``) already holds their result."""
     spec = SOURCE
     data = paired_dataset(spec["n_data"], spec["style"], spec["data_seed"], cache=WORK / "data_photo.pt", progress=progress)
-    G, D = new_toy_networks(spec["init_seed"])
-    pre_cfg = source_pretrain_config(pretrain_steps)
-    pre = train(G, D, data.sample, pre_cfg, out_dir=WORK / "G_s_pretrain", progress=progress)
-    G = pre.G_ema.train().requires_grad_(True)
-    cfg = source_config(steps)
-    res = train(G, D, data.sample, cfg, out_dir=WORK / spec["name"], progress=progress)
-    out = save_networks(DATA / "G_s.safetensors", G=res.G_ema, D=res.D, half=True,
-                        meta={"asset": "G_s", "style": "photo"})
-    _record("G_s", pre.seconds + res.seconds, cfg,
-            {**{k: v for k, v in spec.items() if k != "name"}, "pretrain_config": asdict(pre_cfg),
-             "pretrain_seconds": round(pre.seconds, 1)})
+    if not PHASE_B.exists():
+        G, D = new_toy_networks(spec["init_seed"])
+        pre_cfg = source_pretrain_config(pretrain_steps)
+        pre = train(G, D, data.sample, pre_cfg, out_dir=WORK / "G_s_pretrain", progress=progress)
+        G = pre.G_ema.train().requires_grad_(True)
+        cfg = source_config(steps)
+        res = train(G, D, data.sample, cfg, out_dir=WORK / spec["name"], progress=progress)
+        save_networks(PHASE_B, G=res.G_ema, D=res.D, half=True, meta={"asset": "G_s", "style": "photo"})
+        PHASE_B.with_suffix(".json").write_text(json.dumps(
+            {**{k: v for k, v in spec.items() if k != "name"}, "training_seconds": round(pre.seconds + res.seconds, 1),
+             "pretrain_config": asdict(pre_cfg), "pretrain_seconds": round(pre.seconds, 1),
+             "train_config": asdict(cfg)}, indent=2) + "\n")
+    phase_b = json.loads(PHASE_B.with_suffix(".json").read_text())
+    ab = {k: v for k, v in phase_b.items() if k not in ("asset", "command", "training_seconds", "size_bytes", "torch",
+                                                         "threads", "train_config")}
+    ab["adversarial_config"], ab["adversarial_plus_pretrain_seconds"] = phase_b["train_config"], phase_b["training_seconds"]
+    src = load_networks(PHASE_B)
+    G, D, seconds, cfg = src.G, src.D, phase_b["training_seconds"], TrainConfig(**phase_b["train_config"])
+    if refine_steps > 0:
+        cfg = source_refine_config(refine_steps)
+        res = train(G.train().requires_grad_(True), D, data.sample, cfg, out_dir=WORK / "G_s_refine", progress=progress)
+        seconds += res.seconds
+        ab["refine_config"], ab["refine_seconds"] = asdict(cfg), round(res.seconds, 1)
+        ab["refine_final_l1"] = sum(h["g_recon"] for h in res.history[-50:]) / len(res.history[-50:])
+        save_networks(PHASE_C1, G=res.G_ema, D=D, half=True, meta={"asset": "G_s", "style": "photo", "phase": "C1"})
+        G = load_networks(PHASE_C1).G  # from the fp16 file, so the mapping is bit-identical to the G_t's
+    if refine_steps > 0 and frozen_steps > 0:
+        cfg = source_refine_frozen_config(frozen_steps)
+        res = train(G.train().requires_grad_(True), D, data.sample, cfg, out_dir=WORK / "G_s_refine_frozen",
+                    progress=progress)
+        G, seconds = res.G_ema, seconds + res.seconds
+        ab["refine_frozen_seconds"] = round(res.seconds, 1)
+        ab["refine_frozen_final_l1"] = sum(h["g_recon"] for h in res.history[-50:]) / len(res.history[-50:])
+    out = save_networks(DATA / "G_s.safetensors", G=G, D=D, half=True, meta={"asset": "G_s", "style": "photo"})
+    _record("G_s", seconds, cfg, ab)
     return out
 
 
@@ -108,17 +165,25 @@ def continue_source(steps: int, progress: bool = True) -> Path:
 
 
 def build_target(style: str, steps: int, progress: bool = True) -> Path:
-    """Fine-tune G_t/D_t from G_s/D_s on renders of the same factors in ``style``, mapping frozen."""
+    """Fine-tune G_t/D_t from G_s/D_s on renders of the same factors in ``style``, mapping frozen.
+
+    The start is G_s after its phase C1 (``data/_work/G_s_phaseC1.safetensors``), whose mapping the
+    shipped G_s keeps bit for bit; without that file (e.g. a fresh checkout), the shipped G_s.
+    Reconstruction-dominant: full 64² L1 to the target-style render of the same z (no adversarial term).
+    """
     spec = TARGETS[style]
-    src = load_networks(DATA / "G_s.safetensors")
+    base = PHASE_C1 if PHASE_C1.exists() else DATA / "G_s.safetensors"
+    src = load_networks(base)
     data = paired_dataset(spec["n_data"], style, spec["data_seed"], cache=WORK / f"data_{style}.pt", progress=progress)
     G, D = finetune_copy(src.G, src.D)
-    cfg = target_config(steps, spec["train_seed"])
+    cfg = target_refine_config(steps, spec["train_seed"])
     res = train(G, D, data.sample, cfg, out_dir=WORK / spec["name"], progress=progress)
     name = spec["name"]
     out = save_networks(DATA / f"{name}.safetensors", G=res.G_ema, D=res.D, half=True,
                         meta={"asset": name, "style": style, "finetuned_from": "G_s"})
-    _record(name, res.seconds, cfg, {k: v for k, v in spec.items() if k != "name"})
+    _record(name, res.seconds, cfg, {**{k: v for k, v in spec.items() if k != "name"},
+                                     "finetuned_from": str(base.relative_to(REPO)),
+                                     "final_l1": sum(h["g_recon"] for h in res.history[-50:]) / len(res.history[-50:])})
     return out
 
 
@@ -146,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rebuild assets that already exist")
     parser.add_argument("--source-pretrain-steps", type=int, default=2500)
     parser.add_argument("--source-steps", type=int, default=800)
-    parser.add_argument("--target-steps", type=int, default=300)
+    parser.add_argument("--source-refine-steps", type=int, default=1000)
+    parser.add_argument("--source-frozen-steps", type=int, default=2000)
+    parser.add_argument("--target-steps", type=int, default=1000)
     parser.add_argument("--inr-steps", type=int, default=300)
     parser.add_argument("--continue-source", type=int, default=0, metavar="STEPS",
                         help="train the shipped G_s for STEPS more adversarial steps (then rebuild the G_t with --force)")
@@ -166,9 +233,14 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(WORK / name, ignore_errors=True)
             if name == "G_s":
                 shutil.rmtree(WORK / "G_s_pretrain", ignore_errors=True)
+                for sub in ("G_s_refine", "G_s_refine_frozen"):
+                    shutil.rmtree(WORK / sub, ignore_errors=True)
+                for f in (PHASE_B, PHASE_B.with_suffix(".json"), PHASE_C1):
+                    f.unlink(missing_ok=True)
         print(f"{name}: building ...", flush=True)
         if name == "G_s":
-            out = build_source(args.source_pretrain_steps, args.source_steps, progress=not args.quiet)
+            out = build_source(args.source_pretrain_steps, args.source_steps, args.source_refine_steps,
+                               args.source_frozen_steps, progress=not args.quiet)
         elif name == "G_s_inr":
             out = build_inr(args.inr_steps, progress=not args.quiet)
         else:

@@ -1,6 +1,10 @@
 """Measured quality of the toy world's generators (reported in data/README.md and data/quality.json).
 
     python -m hrinv_nb.toy_quality            # writes data/quality.json and figures/toy_world_generators.png
+    python -m hrinv_nb.toy_quality --assets DIR --out q.json --figure grid.png   # other generator files
+
+The render features of the "real" sets depend only on the renderer and the feature networks; they
+are cached in ``data/_work/`` (keyed by the renderer fingerprint and the networks' file hashes).
 
 * Fidelity: Fréchet distance between n generator samples and n renders (independent z), in two
   substitute feature spaces — the toy identity embedder's and the toy VGG16's (global-average-pooled
@@ -12,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -25,11 +30,27 @@ from .losses import imagenet_normalise, vgg16_trunk
 from .networks import Generator
 from .retrieval import id_retrieval
 from .toy_identity import id_embedder_fn, load_id_embedder
-from .toy_vgg import load_toy_vgg_path
+from .toy_vgg import load_toy_vgg_path, renderer_fingerprint
 from .toyworld import TARGET_STYLES, TOY_Z_DIM, render_z, sample_grid
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
+WORK = DATA / "_work"
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:10]
+
+
+def cached_render_features(space: str, net_file: Path, fn, n: int, style: str, seed: int) -> torch.Tensor:
+    """``fn`` features of ``renders(n, style, seed)``, cached in data/_work/ (renderer + network keyed)."""
+    path = WORK / f"quality_{space}_{style}_n{n}_s{seed}_r{renderer_fingerprint()}_w{_file_hash(net_file)}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    feats = fn(renders(n, style, seed))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(feats, path)
+    return feats
 
 
 def vgg_pooled_features(trunk: torch.nn.Module, img: torch.Tensor, size: int = 32, batch: int = 128) -> torch.Tensor:
@@ -55,27 +76,33 @@ def renders(n: int, style: str, seed: int) -> torch.Tensor:
     return torch.cat([render_z(z[i : i + 256], style) for i in range(0, n, 256)])
 
 
-def evaluate(n: int = 2000, n_consistency: int = 100, seed: int = 2024) -> dict:
-    """Fidelity of every shipped generator and cross-generator identity consistency."""
+def evaluate(n: int = 2000, n_consistency: int = 100, seed: int = 2024, assets: Path = DATA,
+             figure: Path | None = REPO / "figures" / "toy_world_generators.png") -> dict:
+    """Fidelity of every generator in ``assets`` and cross-generator identity consistency."""
+    from .toy_identity import ID_EMBEDDER_PATH
+
     embed = id_embedder_fn(load_id_embedder())
-    spaces = {"id_embedder": embed}
+    spaces = {"id_embedder": (embed, Path(ID_EMBEDDER_PATH))}
     try:
-        trunk = vgg16_trunk(29, weights=load_toy_vgg_path())
-        spaces["toy_vgg_conv5_pool"] = lambda x: vgg_pooled_features(trunk, x)
+        vgg_path = load_toy_vgg_path()
+        trunk = vgg16_trunk(29, weights=vgg_path)
+        spaces["toy_vgg_conv5_pool"] = (lambda x: vgg_pooled_features(trunk, x), vgg_path)
     except FileNotFoundError as e:
         print(f"toy VGG unavailable, its feature space is skipped: {e}", flush=True)
-    gens = {"G_s": ("photo", load_networks(DATA / "G_s.safetensors").G)}
+    assets = Path(assets)
+    gens = {"G_s": ("photo", load_networks(assets / "G_s.safetensors").G)}
     for style in TARGET_STYLES:
-        path = DATA / f"G_t_{style}.safetensors"
+        path = assets / f"G_t_{style}.safetensors"
         if path.exists():
             gens[f"G_t_{style}"] = (style, load_networks(path).G)
     report: dict = {"n": n, "seed": seed, "fidelity": {}, "consistency": {}}
     for name, (style, G) in gens.items():
         fake = generator_samples(G, n, seed)
-        real_a, real_b = renders(n, style, seed + 1), renders(n, style, seed + 2)
         entry = {}
-        for space, fn in spaces.items():
-            fa, fb, ff = fn(real_a), fn(real_b), fn(fake)
+        for space, (fn, net_file) in spaces.items():
+            fa = cached_render_features(space, net_file, fn, n, style, seed + 1)
+            fb = cached_render_features(space, net_file, fn, n, style, seed + 2)
+            ff = fn(fake)
             entry[space] = {"generated_vs_renders": frechet_distance(ff, fa), "renders_vs_renders": frechet_distance(fb, fa)}
         report["fidelity"][name] = {"style": style, **entry}
         print(name, json.dumps(entry), flush=True)
@@ -90,7 +117,8 @@ def evaluate(n: int = 2000, n_consistency: int = 100, seed: int = 2024) -> dict:
         with torch.no_grad():
             e_t = embed(G.synthesis(w, noise_mode="const").clamp(-1, 1))
         report["consistency"][name] = id_retrieval(e_s, e_t, torch.arange(n_consistency))
-    sample_grid({k: g for k, (_, g) in gens.items()}, n=8, seed=0, path=REPO / "figures" / "toy_world_generators.png")
+    if figure is not None:
+        sample_grid({k: g for k, (_, g) in gens.items()}, n=8, seed=0, path=figure)
     return report
 
 
@@ -98,10 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--assets", type=Path, default=DATA, help="folder holding G_s / G_t_* .safetensors")
+    parser.add_argument("--out", type=Path, default=DATA / "quality.json")
+    parser.add_argument("--figure", type=Path, default=REPO / "figures" / "toy_world_generators.png")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    report = evaluate(n=args.n)
-    (DATA / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
+    report = evaluate(n=args.n, assets=args.assets, figure=args.figure)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["consistency"], indent=1))
     return 0
 

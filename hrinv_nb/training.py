@@ -57,6 +57,10 @@ class TrainConfig:
     freeze_mapping: bool = False
     checkpoint_every: int = 100
     seed: int = 0
+    # Reconstruction-dominant recipes (defaults keep plain StyleGAN2 behaviour):
+    g_betas: tuple[float, float] | None = None  # Adam betas of G (None: ``betas``)
+    mapping_lr_mult: float = 1.0  # extra lr factor for the mapping network's parameters
+    lr_rampdown: float = 0.0  # final fraction of the steps over which both lrs decay (cosine) to 0
 
 
 @dataclass
@@ -144,12 +148,21 @@ def train(
     if cfg.freeze_mapping:
         G.mapping.requires_grad_(False)
         G.mapping.eval()
-    g_params = [p for p in G.parameters() if p.requires_grad]
     # Lazy regularisation: scale lr and betas as StyleGAN2 does for the regularised network.
     d_ratio = cfg.r1_interval / (cfg.r1_interval + 1)
     g_ratio = cfg.pl_interval / (cfg.pl_interval + 1) if cfg.pl_weight > 0 else 1.0
-    opt_g = torch.optim.Adam(g_params, lr=cfg.lr_g * g_ratio, betas=tuple(b**g_ratio for b in cfg.betas))
+    g_lr = cfg.lr_g * g_ratio
+    mapping_ids = {id(p) for p in G.mapping.parameters()}
+    g_groups = [
+        {"params": [p for p in G.parameters() if p.requires_grad and id(p) not in mapping_ids], "lr": g_lr, "lr0": g_lr},
+        {"params": [p for p in G.mapping.parameters() if p.requires_grad], "lr": g_lr * cfg.mapping_lr_mult,
+         "lr0": g_lr * cfg.mapping_lr_mult},
+    ]
+    g_groups = [g for g in g_groups if g["params"]]
+    opt_g = torch.optim.Adam(g_groups, lr=g_lr, betas=tuple(b**g_ratio for b in (cfg.g_betas or cfg.betas)))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d * d_ratio, betas=tuple(b**d_ratio for b in cfg.betas))
+    for group in opt_d.param_groups:
+        group["lr0"] = group["lr"]
     gen = torch.Generator().manual_seed(cfg.seed)
     pl_mean = torch.zeros([], device=device)
     history: list[dict[str, float]] = []
@@ -180,6 +193,11 @@ def train(
     t0 = time.perf_counter()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress, desc="train")
     for step in bar:
+        if cfg.lr_rampdown > 0:
+            t = (step / cfg.steps - (1 - cfg.lr_rampdown)) / cfg.lr_rampdown
+            scale = 0.5 + 0.5 * math.cos(math.pi * min(max(t, 0.0), 1.0))
+            for group in [*opt_g.param_groups, *opt_d.param_groups]:
+                group["lr"] = group["lr0"] * scale
         # Per-layer random noise uses torch's global RNG: reseed it from ``gen`` so runs resume exactly.
         torch.manual_seed(int(torch.randint(0, 2**62, [], generator=gen)))
         z, real = data_fn(cfg.batch, gen)
