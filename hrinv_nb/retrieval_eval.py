@@ -100,7 +100,15 @@ def lso_supports_batches() -> bool:
     """True when :func:`hrinv_nb.lso` takes a batch of codes (``w_m`` [B, ...]) in one call."""
     from .lso import lso
 
-    return "init" in inspect.signature(lso).parameters or "batched" in (lso.__doc__ or "")
+    return "init" in inspect.signature(lso).parameters
+
+
+def lso_toolkit(G_m: Generator, w_m: torch.Tensor, content: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(w, image)`` of :func:`hrinv_nb.lso` on a batch (needs its batch support), without a progress bar."""
+    from .lso import lso
+
+    res = lso(G_m, w_m, content, progress=False, **kwargs)
+    return res.w, res.image
 
 
 def lso_batch(
@@ -198,7 +206,7 @@ def stylize_pairs(
 
     ``layer_swap`` keeps w_s; ``lerp`` blends G and w with the paper's γ; ``lerp_lso`` then runs LSO
     per pair towards ``contents`` [N, 3, H, W] in batches of ``batch_size`` (``lso_fn``: default
-    :func:`lso_batch`). ``pairs`` restricts to given (content, style) index pairs (default: all N·S).
+    :func:`hrinv_nb.lso` when it takes batches, else :func:`lso_batch`; both solve the same problems). ``pairs`` restricts to given (content, style) index pairs (default: all N·S).
     """
     n, s = w_s.shape[0], w_t.shape[0]
     ci, si = pairs if pairs is not None else pair_indices(n, s)
@@ -210,7 +218,7 @@ def stylize_pairs(
     if method == "lerp_lso":
         if contents is None:
             raise ValueError("lerp_lso needs the content images (the LSO target)")
-        fn = lso_fn or lso_batch
+        fn = lso_fn or (lso_toolkit if lso_supports_batches() else lso_batch)
         outs_w, outs_img = [], []
         for start in tqdm(range(0, w_m.shape[0], batch_size), disable=not progress, desc="LSO batches", leave=False):
             idx = slice(start, start + batch_size)
