@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from .losses import PerceptualLoss, hooked_features, imagenet_normalise, vgg16_trunk
 from .networks import Generator
+from .lso import EARLY_ROWS  # noqa: F401  (re-exported for the notebooks)
 from .projector import project
 
 GRAM_LAYERS = (2, 7, 14)  # conv1_2, conv2_2, conv3_3: low-level texture statistics
@@ -143,3 +144,90 @@ def pixel_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-sample mean squared error [B] of images in [-1, 1] (``b`` may have batch 1)."""
     assert a.ndim == 4 and b.ndim == 4 and a.shape[1:] == b.shape[1:], (tuple(a.shape), tuple(b.shape))
     return (a - b.expand_as(a)).square().mean(dim=(1, 2, 3)).detach().cpu()
+
+
+def ellipse_mask(n: int, size: tuple[int, int], axes: tuple[float, float] = (0.32, 0.42)) -> torch.Tensor:
+    """A centred elliptical "head" mask [n, 1, H, W] (semi-axes as fractions of W and H): the stated
+    stand-in for real photos, which come without the renderer's mask."""
+    h, w = size
+    yy, xx = torch.meshgrid(torch.linspace(-0.5, 0.5, h), torch.linspace(-0.5, 0.5, w), indexing="ij")
+    inside = (xx / axes[0]) ** 2 + (yy / axes[1]) ** 2 <= 1.0
+    return inside.float().expand(n, 1, h, w).clone()
+
+
+def load_contents(content_dir: str, n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """``n`` content images [n, 3, size, size] with head masks [n, 1, size, size] and a label of their origin.
+
+    ``content_dir == ''``: held-out photo renders ``render_from_seed(seed, n)`` and the renderer's head
+    masks (use seeds >= 1000). Otherwise the first ``n`` images (sorted by name) of that folder, centre-
+    cropped and resized, with :func:`ellipse_mask` as the mask (``'$VAR'`` names an environment variable).
+    """
+    from pathlib import Path
+
+    from .images import load_image
+    from .render import render_from_seed
+
+    assert n >= 1, n
+    if not content_dir:
+        imgs, masks = render_from_seed(seed, n, style="photo", size=(size, size), return_mask=True)
+        return imgs, masks, f"photo renders (seed {seed}), renderer head masks"
+    if content_dir.startswith("$"):
+        var = content_dir[1:].strip("{}")
+        if not os.environ.get(var):
+            raise FileNotFoundError(f"content_dir: the environment variable {var} is not set; point it at a local folder "
+                                    f"of face images (nothing is downloaded)")
+        content_dir = os.environ[var]
+    folder = Path(content_dir).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"content_dir: {folder} is not a folder of images")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))[:n]
+    if len(files) < n:
+        raise FileNotFoundError(f"{folder}: found {len(files)} images, need {n}")
+    imgs = torch.cat([load_image(p, size=size) for p in files])
+    return imgs, ellipse_mask(n, (size, size)), f"{n} images from {folder}, elliptical stand-in masks"
+
+
+def identity_embedder(value: str, device: str | torch.device = "cpu"):
+    """An identity ``embed(img) -> [B, D]`` from a notebook parameter, or ``None``.
+
+    ``''``: the toy identity embedder (data/id_embedder_toy.safetensors); ``'none'``: no identity
+    measure; anything else: ArcFace IR-SE-50 weights (a path or ``$VAR``).
+    """
+    from .nbconfig import asset_path
+
+    if value == "none":
+        return None
+    if value == "":
+        from .toy_identity import id_embedder_fn, load_id_embedder
+
+        return id_embedder_fn(load_id_embedder(asset_path("", "id_embedder_toy.safetensors", what="identity embedder"),
+                                               device=device))
+    from .identity import arcface_embedder, load_arcface
+
+    return arcface_embedder(load_arcface(asset_path(value, None, what="ArcFace weights"), device=device))
+
+
+def lso_measures(result, targets: torch.Tensor, *, embed=None, gram: GramStyleDistance | None = None) -> dict[str, list[float]]:
+    """Per-sample measures of an LSO result (batch B) against its content ``targets`` [B, 3, H, W].
+
+    ``id_before``/``id_after``: identity distance content↔mixed / content↔LSO (with ``embed``);
+    ``mse_to_mixed``: pixel MSE LSO↔mixed (style kept, lower = closer); ``gram_to_mixed``: Gram style
+    distance LSO↔mixed (with ``gram``); ``offset_norm``: ‖w − w_m‖ over the rows.
+    """
+    from .retrieval import identity_distance
+
+    img, mixed = result.image, result.mixed_image
+    assert img.shape == mixed.shape and targets.shape == img.shape, (tuple(img.shape), tuple(targets.shape))
+    out = {"mse_to_mixed": pixel_mse(img, mixed).tolist(),
+           "offset_norm": result.offset.flatten(1).norm(dim=1).cpu().tolist()}
+    if gram is not None:
+        out["gram_to_mixed"] = gram(img, mixed).tolist()
+    if embed is not None:
+        out["id_before"] = identity_distance(embed, targets.cpu(), mixed.cpu()).tolist()
+        out["id_after"] = identity_distance(embed, targets.cpu(), img.cpu()).tolist()
+    return out
+
+
+def summarise(values: dict[str, list[float]]) -> dict[str, float]:
+    """Mean of every per-sample list (NaN-free), keyed like the input."""
+    return {k: float(torch.tensor(v, dtype=torch.float64).mean()) for k, v in values.items() if len(v)}

@@ -60,3 +60,34 @@ def test_invert_contents_shapes_and_reduces_loss():
     inv = cd.invert_contents(G, targets, loss=perceptual_loss("mse"), num_steps=5, progress=False)
     assert inv.w.shape == (2, G.num_ws, G.w_dim) and inv.images.shape == targets.shape
     assert torch.isfinite(inv.images).all()
+
+
+def test_load_contents_and_masks(tmp_path):
+    imgs, masks, label = cd.load_contents("", 2, 48, seed=1000)
+    assert imgs.shape == (2, 3, 48, 48) and masks.shape == (2, 1, 48, 48) and "1000" in label
+    assert 0.05 < masks.mean() < 0.8 and imgs.min() >= -1 and imgs.max() <= 1
+    hrinv_nb.save_image(imgs[0:1], tmp_path / "a.png")
+    hrinv_nb.save_image(imgs[1:2], tmp_path / "b.png")
+    loaded, emask, _ = cd.load_contents(str(tmp_path), 2, 48, seed=0)
+    assert loaded.shape == (2, 3, 48, 48) and (loaded - imgs).abs().max() < 0.05
+    assert emask.shape == (2, 1, 48, 48) and emask[0, 0, 24, 24] == 1 and emask[0, 0, 0, 0] == 0
+    with pytest.raises(FileNotFoundError):
+        cd.load_contents(str(tmp_path), 3, 48, seed=0)
+    assert cd.identity_embedder("none") is None
+
+
+def test_lso_measures_shapes():
+    from hrinv_nb.lso import LSOResult
+
+    g = torch.Generator().manual_seed(0)
+    mixed = torch.rand(2, 3, 40, 40, generator=g) * 2 - 1
+    img = mixed.clone()
+    img[1] += 0.1
+    res = LSOResult(w=torch.zeros(2, 10, 4), image=img, mixed_image=mixed, offset=torch.ones(2, 5, 4), rows=(0, 1, 2, 3, 4))
+    embed = lambda x: torch.nn.functional.normalize(x.mean(dim=(2, 3)), dim=1)  # noqa: E731
+    m = cd.lso_measures(res, mixed, embed=embed, gram=cd.GramStyleDistance(None, layers=(2,), seed=0))
+    assert m["mse_to_mixed"][0] == 0 and m["mse_to_mixed"][1] == pytest.approx(0.01, rel=1e-4)
+    assert m["gram_to_mixed"][0] == pytest.approx(0, abs=1e-9) and m["gram_to_mixed"][1] > 0
+    assert m["id_before"] == pytest.approx([0, 0], abs=1e-6) and m["offset_norm"] == pytest.approx([20 ** 0.5] * 2)
+    s = cd.summarise(m)
+    assert s["mse_to_mixed"] == pytest.approx(0.005, rel=1e-4)
