@@ -4,7 +4,8 @@ One step = G.synthesis forward + vgg16_conv loss + 50·MSE + backward + Adam ste
 normalisation, exactly as ``hrinv_nb.project`` runs it (timed between consecutive callbacks).
 Generators are randomly initialised with the FFHQ widths (channel_base 32768, channel_max 512,
 z/w 512, fp32) at each resolution; the VGG16 trunk is random (the cost does not depend on the weights).
-Each configuration runs in its own subprocess, so the peak RSS reported is per configuration.
+Each configuration runs in its own subprocess, so the peak RSS reported is per configuration. The
+generator and the timing come from ``hrinv_nb.cost`` (shared with notebook 06, Table I).
 
 Usage::
 
@@ -20,43 +21,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 RSS_LIMIT_1024_GIB = 8.0
 
 
-def _current_rss_bytes() -> int:
-    """Resident set size now (Linux /proc)."""
-    with open("/proc/self/statm") as handle:
-        pages = int(handle.read().split()[1])
-    return pages * resource.getpagesize()
-
-
-def _peak_rss_bytes() -> int:
-    """Peak resident set size of this process (ru_maxrss is in KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def run_worker(resolution: int, downsample: int, device: str, steps: int, threads: int) -> dict:
-    """Build G and the loss, run ``steps`` projection steps, and measure them."""
+    """Build G and the loss, run ``steps`` projection steps, and measure them (``hrinv_nb.cost`` does the work)."""
     import torch
 
+    from hrinv_nb import cost
     from hrinv_nb.losses import LAMBDA_TABLES, perceptual_loss
-    from hrinv_nb.networks import Generator
-    from hrinv_nb.projector import project
 
     if threads > 0:
         torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    G = Generator(
-        z_dim=512, c_dim=0, w_dim=512, img_resolution=resolution, img_channels=3, mapping_kwargs={"num_layers": 8},
-        synthesis_kwargs={"channel_base": 32768, "channel_max": 512, "num_fp16_res": 0, "conv_clamp": 256},
-    ).to(device)
+    G = cost.ffhq_generator(resolution, seed=0, device=device)
     table = "256" if downsample > 0 else "1024"
     loss = perceptual_loss(
         "vgg16_conv_random", downsample_size=downsample, lambdas=LAMBDA_TABLES["vgg16_conv"][table], device=device
@@ -65,27 +46,18 @@ def run_worker(resolution: int, downsample: int, device: str, steps: int, thread
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    rss_before = _current_rss_bytes()
-    stamps: list[float] = []
-
-    def on_step(step: int, w: torch.Tensor, image: torch.Tensor) -> None:
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        stamps.append(time.perf_counter())
-
-    start = time.perf_counter()
-    project(G, target, loss=loss, num_steps=steps, w_avg_samples=1000, progress=False, callback=on_step)
-    step_times = [b - a for a, b in zip(stamps, stamps[1:])]  # step 0 also includes the setup
+    rss_before = cost.current_rss_bytes()
+    timing = cost.time_inversion(G, loss, target, steps=steps, total_steps=steps, w_avg_samples=1000)
     result = {
         "device": device,
         "resolution": resolution,
         "loss_input": f"{downsample}²" if downsample > 0 else "full",
         "threads": torch.get_num_threads(),
-        "steps_timed": len(step_times),
-        "step_s": statistics.median(step_times) if step_times else None,
-        "first_step_s": stamps[0] - start,
+        "steps_timed": timing["steps_timed"],
+        "step_s": timing["step_s"] if timing["steps_timed"] else None,  # step 0 also includes the setup
+        "first_step_s": timing["first_step_s"],
         "rss_before_gib": rss_before / 2**30,
-        "peak_rss_gib": _peak_rss_bytes() / 2**30,
+        "peak_rss_gib": cost.peak_rss_bytes() / 2**30,
     }
     if device.startswith("cuda"):
         result["peak_cuda_gib"] = torch.cuda.max_memory_allocated() / 2**30
