@@ -27,6 +27,12 @@ def zero_noise(G: Generator) -> dict[str, torch.Tensor]:
     return {name: torch.zeros_like(buf) for name, buf in noise_buffers(G).items()}
 
 
+def noise_strengths(G: Generator) -> dict[str, float]:
+    """The learned per-layer noise strength of every synthesis layer (the noise map is scaled by it), by layer name."""
+    return {name: float(module.noise_strength) for name, module in G.synthesis.named_modules()
+            if isinstance(getattr(module, "noise_strength", None), torch.Tensor)}
+
+
 def synthesize(G: Generator, w: torch.Tensor, noise: NoiseMaps | None = None, *, scale: float = 1.0) -> torch.Tensor:
     """G(w, scale·noise) [B, 3, H, W] without gradients; ``noise=None`` uses G's own constant maps.
 
@@ -84,6 +90,16 @@ def hf_energy_ratio_to(img: torch.Tensor, target: torch.Tensor, cutoff: float = 
     assert img.shape == target.shape, f"shape mismatch: {tuple(img.shape)} vs {tuple(target.shape)}"
     reference = band_power(target, cutoff)
     return band_power(img, cutoff) / reference if reference > 0 else float("nan")
+
+
+def lowpass_psnr(img: torch.Tensor, target: torch.Tensor, size: int = 16) -> float:
+    """PSNR (dB) of ``size``² area-downsampled copies: how well the coarse layout and colours ("contours") match."""
+    import torch.nn.functional as F
+
+    from .metrics import psnr
+
+    assert img.shape == target.shape and img.ndim == 4, f"shape mismatch: {tuple(img.shape)} vs {tuple(target.shape)}"
+    return psnr(F.interpolate(img, size=(size, size), mode="area"), F.interpolate(target, size=(size, size), mode="area"))
 
 
 def signed_difference(a: torch.Tensor, b: torch.Tensor, gain: float = 4.0) -> torch.Tensor:

@@ -81,6 +81,11 @@ def test_split_adds_up_and_vanishes_without_noise_strength(G, w):
     assert torch.equal(split0.contribution, torch.zeros_like(split0.contribution))
 
 
+def test_noise_strengths_lists_every_noisy_layer(G):
+    strengths = wn.noise_strengths(G)
+    assert len(strengths) == len(noise_buffers(G)) and all(v == pytest.approx(0.3) for v in strengths.values())
+
+
 def test_hf_fraction_of_known_signals():
     gen = torch.Generator().manual_seed(0)
     white = torch.randn(1, 3, 64, 64, generator=gen)
@@ -92,6 +97,15 @@ def test_hf_fraction_of_known_signals():
     assert wn.hf_fraction(torch.full((1, 3, 8, 8), 0.3)) == 0.0
     assert wn.hf_energy_ratio_to(white, white) == pytest.approx(1.0)
     assert wn.hf_energy_ratio_to(smooth, white) < 0.01
+
+
+def test_lowpass_psnr_ignores_fine_detail():
+    gen = torch.Generator().manual_seed(5)
+    base = torch.rand(1, 3, 32, 32, generator=gen) * 0.5
+    checker = (torch.arange(32).view(32, 1) + torch.arange(32).view(1, 32)) % 2 * 0.2 - 0.1
+    noisy = base + checker  # a pure Nyquist pattern averages out in 2×2 blocks
+    assert wn.lowpass_psnr(noisy, base, 16) == float("inf")
+    assert wn.lowpass_psnr(base + 0.2, base, 16) < 30
 
 
 def test_signed_difference_is_grey_for_equal_images():
