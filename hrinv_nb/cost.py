@@ -295,21 +295,22 @@ def format_seconds(seconds: float) -> str:
 
 
 def training_records(data_dir: str | os.PathLike = DATA) -> dict[str, dict[str, Any]]:
-    """Training time and length of each toy generator asset from its ``data/<asset>.json`` provenance record."""
+    """Training time and length of each toy generator asset from its ``data/<asset>.json`` provenance record.
+
+    ``seconds`` is the record's ``training_seconds`` (all phases together); ``kimg`` sums steps × batch
+    over the record's distinct ``*_config`` phases (None when no phase states both).
+    """
     out: dict[str, dict[str, Any]] = {}
     for path in sorted(Path(data_dir).glob("G_*.json")):
         record = json.loads(path.read_text())
-        seconds = float(record.get("training_seconds", 0.0)) + float(record.get("pretrain_seconds", 0.0))
-        cfg = record.get("train_config", {})
-        steps = cfg.get("steps", record.get("steps"))
-        batch = cfg.get("batch")
-        pre = record.get("pretrain_config", {})
-        kimg = None
-        if steps is not None and batch is not None:
-            kimg = (steps * batch + pre.get("steps", 0) * pre.get("batch", 0)) / 1000
+        phases = {json.dumps(v, sort_keys=True): v for k, v in record.items() if k.endswith("_config") and isinstance(v, dict)}
+        images = [p["steps"] * p["batch"] for p in phases.values() if p.get("steps") is not None and p.get("batch")]
         out[record.get("asset", path.stem)] = {
-            "seconds": seconds, "steps": steps, "batch": batch, "kimg": kimg, "threads": record.get("threads"),
-            "res": 64, "command": record.get("command"),
+            "seconds": float(record.get("training_seconds", 0.0)),
+            "kimg": sum(images) / 1000 if images else None,
+            "steps": record.get("steps", record.get("train_config", {}).get("steps")),
+            "threads": record.get("threads"), "res": 64, "status": record.get("status"),
+            "command": record.get("command"),
         }
     return out
 

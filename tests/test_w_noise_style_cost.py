@@ -153,12 +153,13 @@ def test_ffhq_generator_config():
 
 def test_training_records(tmp_path):
     record = {"asset": "G_x", "training_seconds": 100.0, "pretrain_seconds": 20.0, "threads": 1,
-              "train_config": {"steps": 10, "batch": 4}, "pretrain_config": {"steps": 5, "batch": 2}}
+              "train_config": {"steps": 10, "batch": 4}, "pretrain_config": {"steps": 5, "batch": 2},
+              "adversarial_config": {"steps": 10, "batch": 4}}  # a duplicate phase counts once
     (tmp_path / "G_x.json").write_text(json.dumps(record))
     (tmp_path / "vgg.json").write_text("{}")
     out = cost.training_records(tmp_path)
     assert list(out) == ["G_x"]
-    assert out["G_x"]["seconds"] == 120.0 and out["G_x"]["kimg"] == pytest.approx(0.05)
+    assert out["G_x"]["seconds"] == 100.0 and out["G_x"]["kimg"] == pytest.approx(0.05)
 
 
 def test_paper_rows_and_bad_specs():
