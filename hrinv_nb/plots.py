@@ -139,3 +139,26 @@ def stack_figures(figures: Sequence, *, dpi: int = 110):
     ax.imshow(np.asarray(canvas))
     ax.axis("off")
     return fig
+
+
+def precomputed_slider(control, render) -> None:
+    """An ipywidgets ``control`` (slider, dropdown) over precomputed results, safe without a frontend.
+
+    ``render(value)`` draws the view for one value. The default view is drawn now as ordinary cell
+    output; moving the control in a live notebook re-draws into a widget ``Output`` below it. No
+    output is captured by a widget while the cell executes, because executing such captures under
+    papermill/nbclient can hang intermittently (nteract/papermill#723, jupyter/nbclient#312).
+    """
+    import ipywidgets as widgets
+    from IPython.display import clear_output, display
+
+    out = widgets.Output()
+
+    def on_change(change) -> None:
+        with out:
+            clear_output(wait=True)
+            render(change["new"])
+
+    control.observe(on_change, names="value")
+    display(widgets.VBox([control, out]))
+    render(control.value)
