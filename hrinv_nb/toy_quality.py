@@ -91,18 +91,28 @@ def evaluate(n: int = 2000, n_consistency: int = 100, seed: int = 2024, assets: 
         print(f"toy VGG unavailable, its feature space is skipped: {e}", flush=True)
     assets = Path(assets)
     gens = {"G_s": ("photo", load_networks(assets / "G_s.safetensors").G)}
+    files = {"G_s": assets / "G_s.safetensors"}
     for style in TARGET_STYLES:
         path = assets / f"G_t_{style}.safetensors"
         if path.exists():
             gens[f"G_t_{style}"] = (style, load_networks(path).G)
+            files[f"G_t_{style}"] = path
     report: dict = {"n": n, "seed": seed, "fidelity": {}, "consistency": {}}
     for name, (style, G) in gens.items():
-        fake = generator_samples(G, n, seed)
+        fake_path = WORK / f"quality_fake_{name}_g{_file_hash(files[name])}_n{n}_s{seed}.pt"
+        cached = torch.load(fake_path, weights_only=True) if fake_path.is_file() else {}
+        fake = None
         entry = {}
         for space, (fn, net_file) in spaces.items():
             fa = cached_render_features(space, net_file, fn, n, style, seed + 1)
             fb = cached_render_features(space, net_file, fn, n, style, seed + 2)
-            ff = fn(fake)
+            key = f"{space}_w{_file_hash(net_file)}"
+            if key not in cached:
+                fake = generator_samples(G, n, seed) if fake is None else fake
+                cached[key] = fn(fake)
+                WORK.mkdir(parents=True, exist_ok=True)
+                torch.save(cached, fake_path)
+            ff = cached[key]
             entry[space] = {"generated_vs_renders": frechet_distance(ff, fa), "renders_vs_renders": frechet_distance(fb, fa)}
         report["fidelity"][name] = {"style": style, **entry}
         print(name, json.dumps(entry), flush=True)
