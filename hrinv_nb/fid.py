@@ -87,11 +87,13 @@ def inception_fid(path_a: str | os.PathLike, path_b: str | os.PathLike, weights:
 
 
 def vgg_feature_embedder(weights: str | os.PathLike | None = None, layer: int = 29, device: str | torch.device = "cpu",
-                         batch_size: int = 64):
+                         batch_size: int = 64, size: int | None = None):
     """``embed(img [B,3,H,W] in [-1,1]) -> [B, C]``: global-average-pooled VGG16 features at ``layer``.
 
     The default (index 29, relu5_3, 512-d) plays the role of Inception's pool features in the toy
     world (with ``data/vgg16_toy.safetensors``); label any Fréchet distance in it "in VGG16 relu5_3 space".
+    ``size``: resize inputs to size² first (bilinear, antialias), as FID resizes to Inception's 299²
+    (the toy VGG was trained at 32²).
     """
     from .losses import imagenet_normalise, vgg16_trunk
 
@@ -102,7 +104,11 @@ def vgg_feature_embedder(weights: str | os.PathLike | None = None, layer: int = 
         out = []
         with torch.no_grad():
             for i in range(0, img.shape[0], batch_size):
-                x = imagenet_normalise(img[i : i + batch_size].to(device, torch.float32))
+                x = img[i : i + batch_size].to(device, torch.float32)
+                if size is not None and tuple(x.shape[-2:]) != (size, size):
+                    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                                                        antialias=True)
+                x = imagenet_normalise(x)
                 out.append(trunk(x).mean(dim=(2, 3)).cpu())
         return torch.cat(out)
 

@@ -26,3 +26,5 @@ def test_vgg_feature_embedder_random_trunk_shape(monkeypatch):
     embed = vgg_feature_embedder(None, layer=8)
     out = embed(torch.zeros(3, 3, 32, 32))
     assert out.shape == (3, 128) and torch.isfinite(out).all()
+    small = vgg_feature_embedder(None, layer=8, size=16)(torch.rand(2, 3, 32, 32))
+    assert small.shape == (2, 128) and torch.isfinite(small).all()
