@@ -33,6 +33,21 @@ def noise_strengths(G: Generator) -> dict[str, float]:
             if isinstance(getattr(module, "noise_strength", None), torch.Tensor)}
 
 
+def with_noise_strength(G: Generator, strength: float) -> Generator:
+    """A deep copy of ``G`` whose every synthesis layer has its noise strength set to ``strength``.
+
+    An ablation, not a trained generator: it lets the noise maps act on a G that learned to ignore them.
+    """
+    import copy
+
+    G2 = copy.deepcopy(G)
+    with torch.no_grad():
+        for module in G2.synthesis.modules():
+            if isinstance(getattr(module, "noise_strength", None), torch.Tensor):
+                module.noise_strength.fill_(float(strength))
+    return G2
+
+
 def synthesize(G: Generator, w: torch.Tensor, noise: NoiseMaps | None = None, *, scale: float = 1.0) -> torch.Tensor:
     """G(w, scale·noise) [B, 3, H, W] without gradients; ``noise=None`` uses G's own constant maps.
 
@@ -106,3 +121,17 @@ def signed_difference(a: torch.Tensor, b: torch.Tensor, gain: float = 4.0) -> to
     """(a − b)·gain clamped to [-1, 1], for display: mid-grey = 0, brighter = positive, darker = negative."""
     assert a.shape == b.shape, f"shape mismatch: {tuple(a.shape)} vs {tuple(b.shape)}"
     return ((a - b) * gain).clamp(-1, 1)
+
+
+def reconstruction_measures(images: Mapping[str, torch.Tensor], target: torch.Tensor, *, cutoff: float = 0.5,
+                            lowpass_size: int = 16) -> dict[str, dict[str, float]]:
+    """Per image: PSNR, thumbnail PSNR (``lowpass_size``²), fine-detail power relative to the target's
+    (above ``cutoff`` × Nyquist), and the residual's power above the cutoff (the artifact measure)."""
+    from .metrics import hf_artifact_energy, psnr
+
+    out = {}
+    for name, img in images.items():
+        out[name] = {"psnr_db": psnr(img, target), "lowpass_psnr_db": lowpass_psnr(img, target, lowpass_size),
+                     "hf_ratio_to_target": hf_energy_ratio_to(img, target, cutoff),
+                     "hf_residual_energy": hf_artifact_energy(img, target, cutoff)}
+    return out

@@ -86,6 +86,14 @@ def test_noise_strengths_lists_every_noisy_layer(G):
     assert len(strengths) == len(noise_buffers(G)) and all(v == pytest.approx(0.3) for v in strengths.values())
 
 
+def test_with_noise_strength_copies(G, w):
+    quiet = _generator(0.0)
+    loud = wn.with_noise_strength(quiet, 0.3)
+    assert all(v == pytest.approx(0.3) for v in wn.noise_strengths(loud).values())
+    assert all(v == 0.0 for v in wn.noise_strengths(quiet).values())
+    assert torch.allclose(wn.synthesize(loud, w), wn.synthesize(G, w), atol=1e-6)
+
+
 def test_hf_fraction_of_known_signals():
     gen = torch.Generator().manual_seed(0)
     white = torch.randn(1, 3, 64, 64, generator=gen)
