@@ -23,7 +23,7 @@ figures: setup
 # (notebooks/params/smoke/*.yaml, injected by papermill into copies under build/nbsmoke).
 test: setup
 	$(PY) -m hrinv_nb.mainjob --prepare-smoke build/nbsmoke
-	$(PY) -m pytest $(PYTEST_ARGS) tests build/nbsmoke --nbval-lax --nbval-current-env
+	$(PY) -m pytest $(PYTEST_ARGS) tests build/nbsmoke --nbval-lax --nbval-current-env --nbval-cell-timeout 900
 
 # Strip outputs and execution counts from the committed notebooks (tags, incl. `parameters`, are kept).
 strip:

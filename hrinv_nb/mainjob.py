@@ -29,6 +29,7 @@ FIGURES = REPO / "figures"
 RUNS = REPO / "runs"
 FIXTURE = REPO / "tests" / "fixtures" / "stylegan2_ada_tiny.safetensors"
 PARAMS = NOTEBOOKS / "params"
+CELL_TIMEOUT_S = 1800  # a cell that runs longer fails the notebook instead of hanging the main job
 
 
 def list_notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
@@ -131,7 +132,7 @@ def run_notebooks(notebooks: list[Path], parameters: dict[str, object], run_dir:
             params = {**preset_parameters(nb, preset), **parameters}
             pm.execute_notebook(
                 str(nb), str(run_dir / nb.name), parameters=params, cwd=str(nb.parent),
-                progress_bar=True, kernel_name="python3",
+                progress_bar=True, kernel_name="python3", execution_timeout=CELL_TIMEOUT_S,
             )
         except Exception as e:  # papermill raises PapermillExecutionError with the cell's traceback
             failed.append(nb.name)
