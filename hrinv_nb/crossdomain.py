@@ -1,8 +1,8 @@
 """Helpers for the cross-domain notebooks (07–10): content inversion, pair bookkeeping, and the
 measures of what LSO keeps and restores.
 
-* :func:`invert_contents` — w-only W+ projection (Eq. 5) of N content images into G_s, batched when
-  :mod:`hrinv_nb.batch_projection` is available (B independent problems, sum loss), else one by one.
+* :func:`invert_contents` — w-only W+ projection (Eq. 5) of N content images into G_s in one batch
+  (:func:`hrinv_nb.batch_projection.project_batch`: B independent problems, sum loss).
 * :func:`pair_codes` — every content × style pair as flat batches (content index, style index, w_s, w_t).
 * :func:`masked_residual` — mean |a − b| inside a (soft) mask, per sample; :func:`dilate_mask` grows
   a mask so that a background measure ignores the head's edge.
@@ -16,12 +16,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .losses import PerceptualLoss, hooked_features, imagenet_normalise, vgg16_trunk
 from .networks import Generator
 from .lso import EARLY_ROWS  # noqa: F401  (re-exported for the notebooks)
-from .projector import project
+from .batch_projection import project_batch
 
 GRAM_LAYERS = (2, 7, 14)  # conv1_2, conv2_2, conv3_3: low-level texture statistics
 
@@ -39,26 +38,12 @@ def invert_contents(G: Generator, contents: torch.Tensor, *, loss: PerceptualLos
                     seed: int = 0, progress: bool = True) -> Inversions:
     """w-only W+ projections (Eq. 5: no noise maps) of ``contents`` [N, 3, H, W] into ``G``.
 
-    Uses ``batch_projection.project_batch`` (one batch, independent per-sample problems) when the
-    package has it, otherwise :func:`hrinv_nb.project` per image (seed + i).
+    Uses :func:`hrinv_nb.batch_projection.project_batch` (one batch, independent per-sample problems).
     """
     assert contents.ndim == 4 and contents.shape[1] == 3, f"contents must be [N,3,H,W], got {tuple(contents.shape)}"
-    try:
-        from .batch_projection import project_batch
-    except ImportError:
-        project_batch = None
-    if project_batch is not None:
-        res = project_batch(G, contents, loss=loss, num_steps=num_steps, optimize_noise=False, seed=seed,
-                            progress=progress)
-        w, images, batched = res.w, res.images, True
-    else:
-        ws, imgs = [], []
-        for i in tqdm(range(contents.shape[0]), disable=not progress, desc="invert contents"):
-            r = project(G, contents[i : i + 1], loss=loss, num_steps=num_steps, optimize_noise=False, seed=seed + i,
-                        progress=False)
-            ws.append(r.w)
-            imgs.append(r.image)
-        w, images, batched = torch.cat(ws), torch.cat(imgs), False
+    res = project_batch(G, contents, loss=loss, num_steps=num_steps, optimize_noise=False, seed=seed,
+                        progress=progress)
+    w, images, batched = res.w, res.images, True
     assert w.shape == (contents.shape[0], G.num_ws, G.w_dim) and torch.isfinite(w).all()
     return Inversions(w=w.detach(), images=images.detach(), batched=batched)
 

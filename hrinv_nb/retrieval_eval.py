@@ -8,9 +8,8 @@ float summation order and the random draws, which come from one seeded ``torch.G
 
 from __future__ import annotations
 
-import inspect
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -18,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .blending import blend_generators, blend_latents, block_resolutions, default_swap_res, gamma_schedule, swap_schedule
 from .losses import PerceptualLoss, perceptual_loss
-from .lso import EARLY_ROWS
+from .lso import lso
 from .networks import Generator
 from .projector import latent_noise_sigma, learning_rate, w_statistics
 
@@ -96,64 +95,10 @@ def project_batch(
     return BatchProjection(w=torch.cat(ws), image=torch.cat(imgs), history=history)
 
 
-def lso_supports_batches() -> bool:
-    """True when :func:`hrinv_nb.lso` takes a batch of codes (``w_m`` [B, ...]) in one call."""
-    from .lso import lso
-
-    return "init" in inspect.signature(lso).parameters
-
-
 def lso_toolkit(G_m: Generator, w_m: torch.Tensor, content: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(w, image)`` of :func:`hrinv_nb.lso` on a batch (needs its batch support), without a progress bar."""
-    from .lso import lso
-
+    """``(w, image)`` of :func:`hrinv_nb.lso` on a batch of independent problems, without a progress bar."""
     res = lso(G_m, w_m, content, progress=False, **kwargs)
     return res.w, res.image
-
-
-def lso_batch(
-    G_m: Generator,
-    w_m: torch.Tensor,
-    content: torch.Tensor,
-    *,
-    rows: Sequence[int] = EARLY_ROWS,
-    num_steps: int = 50,
-    reg_weight: float = 0.01,
-    loss: PerceptualLoss | str | None = None,
-    lr: float = 0.05,
-    init_scale: float = 1e-3,
-    seed: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """B independent LSO problems (Eq. 8) in one batch: ``w_m`` [B, num_ws, w_dim], ``content`` [B, 3, H, W].
-
-    The objective of :func:`hrinv_nb.lso` (d_h + λ_reg‖w_opt‖² on the selected rows, its lr
-    schedule, ε off, noise maps fixed), summed over the batch. Returns ``(w, image)`` [B, ...].
-    """
-    num_ws, w_dim = G_m.num_ws, G_m.w_dim
-    assert w_m.ndim == 3 and w_m.shape[1:] == (num_ws, w_dim), f"w_m must be [B,{num_ws},{w_dim}]"
-    b = w_m.shape[0]
-    assert content.shape[0] == b and content.shape[1] == 3, f"content must be [{b},3,H,W], got {tuple(content.shape)}"
-    rows = tuple(sorted({int(r) for r in rows}))
-    device = w_m.device
-    if loss is None or isinstance(loss, str):
-        loss = perceptual_loss(loss or "d_h", device=str(device))
-    loss.set_target(content.to(device, torch.float32))
-    gen = torch.Generator().manual_seed(seed)
-    var = (init_scale * torch.randn([b, len(rows), w_dim], generator=gen)).to(device).requires_grad_(True)
-    opt = torch.optim.Adam([var], lr=lr, betas=(0.9, 0.999))
-    index = torch.tensor(rows, device=device)
-    base = w_m.detach()
-    for step in range(num_steps):
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(step / num_steps, base_lr=lr)
-        img = G_m.synthesis(base.index_add(1, index, var), noise_mode="const")
-        total = loss(img) * b + reg_weight * var.square().sum()
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-    with torch.no_grad():
-        w = base.index_add(1, index, var.detach())
-        return w, G_m.synthesis(w, noise_mode="const")
 
 
 @dataclass
@@ -206,7 +151,7 @@ def stylize_pairs(
 
     ``layer_swap`` keeps w_s; ``lerp`` blends G and w with the paper's γ; ``lerp_lso`` then runs LSO
     per pair towards ``contents`` [N, 3, H, W] in batches of ``batch_size`` (``lso_fn``: default
-    :func:`hrinv_nb.lso` when it takes batches, else :func:`lso_batch`; both solve the same problems). ``pairs`` restricts to given (content, style) index pairs (default: all N·S).
+    :func:`hrinv_nb.lso` on batches of independent problems). ``pairs`` restricts to given (content, style) index pairs (default: all N·S).
     """
     n, s = w_s.shape[0], w_t.shape[0]
     ci, si = pairs if pairs is not None else pair_indices(n, s)
@@ -218,7 +163,7 @@ def stylize_pairs(
     if method == "lerp_lso":
         if contents is None:
             raise ValueError("lerp_lso needs the content images (the LSO target)")
-        fn = lso_fn or (lso_toolkit if lso_supports_batches() else lso_batch)
+        fn = lso_fn or lso_toolkit
         outs_w, outs_img = [], []
         for start in tqdm(range(0, w_m.shape[0], batch_size), disable=not progress, desc="LSO batches", leave=False):
             idx = slice(start, start + batch_size)

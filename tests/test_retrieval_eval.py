@@ -9,7 +9,7 @@ import hrinv_nb
 from conftest import TINY
 from hrinv_nb.blending import mix
 from hrinv_nb.losses import perceptual_loss
-from hrinv_nb.retrieval_eval import lso_batch, pair_indices, project_batch, stylize_pairs
+from hrinv_nb.retrieval_eval import pair_indices, project_batch, stylize_pairs
 
 
 @pytest.fixture(scope="module")
@@ -45,18 +45,19 @@ def test_project_batch_is_independent_per_sample_and_fits(gens):
     assert chunked.w.shape == a.w.shape and torch.isfinite(chunked.w).all()
 
 
-def test_lso_batch_matches_lso_and_touches_only_the_rows(gens):
+def test_lerp_lso_pairs_match_single_lso_and_touch_only_the_rows(gens):
     G_s, G_t = gens
-    w, content = _samples(G_s, 2, 1)
-    content = content / 20
-    m = mix("lerp", G_s, G_t, w[:1], w[1:])
+    w_s, contents = _samples(G_s, 2, 1)
+    w_t, _ = _samples(G_t, 1, 2)
+    contents = contents / 20
     loss = perceptual_loss("mse")
-    w_b, img_b = lso_batch(m.G_m, m.w_m, content[:1], num_steps=5, loss=loss, seed=3)
-    ref = hrinv_nb.lso(m.G_m, m.w_m, content[:1], num_steps=5, loss=loss, seed=3, progress=False)
-    torch.testing.assert_close(w_b, ref.w, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(img_b, ref.image, atol=1e-4, rtol=1e-4)
-    w2, _ = lso_batch(m.G_m, m.w_m.repeat(2, 1, 1), content, rows=(1, 2), num_steps=3, loss=loss)
-    changed = (w2 - m.w_m).abs().amax(dim=2) > 0
+    kwargs = {"num_steps": 5, "loss": loss, "seed": 3, "rows": (1, 2)}
+    out = stylize_pairs(G_s, G_t, w_s, w_t, "lerp_lso", contents=contents, lso_kwargs=kwargs, batch_size=2,
+                        progress=False)
+    m = mix("lerp", G_s, G_t, w_s[:1], w_t[:1])
+    ref = hrinv_nb.lso(m.G_m, m.w_m, contents[:1], progress=False, **kwargs)
+    torch.testing.assert_close(out.w[:1], ref.w, atol=1e-4, rtol=1e-4)
+    changed = (out.w - m.w_m).abs().amax(dim=2)[:1] > 0
     assert changed[:, 1:3].all() and not changed[:, [0] + list(range(3, G_s.num_ws))].any()
 
 
