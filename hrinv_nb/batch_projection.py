@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import copy
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from .losses import PerceptualLoss, perceptual_loss
-from .projector import ProjectionResult, _initial_w, latent_noise_sigma, learning_rate, w_statistics
+from .projector import (
+    ProjectionResult, _initial_w, latent_noise_sigma, learning_rate, noise_regularization_per_sample,
+    normalize_noise_per_sample_, w_statistics,
+)
 
 
 @dataclass
@@ -51,31 +52,6 @@ class BatchProjectionResult:
             image=self.images[index : index + 1].clone(),
             history=self.history,
         )
-
-
-def noise_regularization_per_sample(noise: Iterable[torch.Tensor]) -> torch.Tensor:
-    """NVIDIA's multi-scale autocorrelation penalty for each sample of ``[B, 1, H, W]`` maps -> ``[B]``."""
-    total = None
-    for buf in noise:
-        assert buf.ndim == 4 and buf.shape[1] == 1, f"expected noise maps [B,1,H,W], got {tuple(buf.shape)}"
-        n = buf
-        while True:
-            term = (n * torch.roll(n, 1, dims=3)).mean(dim=(1, 2, 3)) ** 2 + (n * torch.roll(n, 1, dims=2)).mean(dim=(1, 2, 3)) ** 2
-            total = term if total is None else total + term
-            if n.shape[2] <= 8:
-                break
-            n = F.avg_pool2d(n, kernel_size=2)
-    if total is None:
-        raise ValueError("no noise maps")
-    return total
-
-
-def normalize_noise_per_sample_(noise: Iterable[torch.Tensor]) -> None:
-    """Re-centre and rescale each sample's map in place to zero mean and unit RMS (no grad)."""
-    with torch.no_grad():
-        for buf in noise:
-            buf -= buf.mean(dim=(1, 2, 3), keepdim=True)
-            buf *= buf.square().mean(dim=(1, 2, 3), keepdim=True).rsqrt()
 
 
 def _noise_layers(G: nn.Module) -> dict[str, nn.Module]:

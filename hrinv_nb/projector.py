@@ -105,14 +105,12 @@ def generator_noise_buffers(G: nn.Module) -> dict[str, torch.Tensor]:
     return {name: buf for name, buf in G.synthesis.named_buffers() if "noise_const" in name}
 
 
-def noise_regularization(noise: Iterable[torch.Tensor]) -> torch.Tensor:
-    """NVIDIA's multi-scale autocorrelation penalty Σ (mean(n·roll_x n)² + mean(n·roll_y n)²) down to 8²."""
+def _autocorrelation_penalty(maps: Iterable[torch.Tensor], mean) -> torch.Tensor:
+    """Σ over maps and scales (down to 8²) of mean(n·roll_x n)² + mean(n·roll_y n)², ``mean`` the reduction."""
     total = None
-    for buf in noise:
-        n = buf[None, None] if buf.ndim == 2 else buf
-        assert n.ndim == 4, f"noise map must be [H,W] or [B,C,H,W], got {tuple(buf.shape)}"
+    for n in maps:
         while True:
-            term = (n * torch.roll(n, 1, dims=3)).mean() ** 2 + (n * torch.roll(n, 1, dims=2)).mean() ** 2
+            term = mean(n * torch.roll(n, 1, dims=3)) ** 2 + mean(n * torch.roll(n, 1, dims=2)) ** 2
             total = term if total is None else total + term
             if n.shape[2] <= 8:
                 break
@@ -122,12 +120,42 @@ def noise_regularization(noise: Iterable[torch.Tensor]) -> torch.Tensor:
     return total
 
 
+def _as_4d(buf: torch.Tensor) -> torch.Tensor:
+    n = buf[None, None] if buf.ndim == 2 else buf
+    assert n.ndim == 4, f"noise map must be [H,W] or [B,C,H,W], got {tuple(buf.shape)}"
+    return n
+
+
+def noise_regularization(noise: Iterable[torch.Tensor]) -> torch.Tensor:
+    """NVIDIA's multi-scale autocorrelation penalty Σ (mean(n·roll_x n)² + mean(n·roll_y n)²) down to 8²."""
+    return _autocorrelation_penalty((_as_4d(b) for b in noise), lambda t: t.mean())
+
+
+def noise_regularization_per_sample(noise: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The same penalty for each sample of ``[B, 1, H, W]`` maps -> ``[B]`` (batched projection)."""
+
+    def maps():
+        for buf in noise:
+            assert buf.ndim == 4 and buf.shape[1] == 1, f"expected noise maps [B,1,H,W], got {tuple(buf.shape)}"
+            yield buf
+
+    return _autocorrelation_penalty(maps(), lambda t: t.mean(dim=(1, 2, 3)))
+
+
 def normalize_noise_(noise: Iterable[torch.Tensor]) -> None:
     """Re-centre and rescale each map in place to zero mean and unit RMS (no grad)."""
     with torch.no_grad():
         for buf in noise:
             buf -= buf.mean()
             buf *= buf.square().mean().rsqrt()
+
+
+def normalize_noise_per_sample_(noise: Iterable[torch.Tensor]) -> None:
+    """Re-centre and rescale each sample's ``[B, 1, H, W]`` map in place to zero mean and unit RMS (no grad)."""
+    with torch.no_grad():
+        for buf in noise:
+            buf -= buf.mean(dim=(1, 2, 3), keepdim=True)
+            buf *= buf.square().mean(dim=(1, 2, 3), keepdim=True).rsqrt()
 
 
 # ----------------------------------------------------------------------------------------------

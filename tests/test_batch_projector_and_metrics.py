@@ -8,14 +8,12 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from hrinv_nb import metrics
-from hrinv_nb.batch_projection import (
-    noise_regularization_per_sample,
-    normalize_noise_per_sample_,
-    project_batch,
-)
+from hrinv_nb.batch_projection import project_batch
 from hrinv_nb.losses import perceptual_loss, resolution_lambda_scale, vgg16_trunk
 from hrinv_nb.networks import Generator
-from hrinv_nb.projector import generator_noise_buffers, noise_regularization, project
+from hrinv_nb.projector import (
+    generator_noise_buffers, noise_regularization, noise_regularization_per_sample, normalize_noise_per_sample_, project,
+)
 
 TINY_KWARGS = dict(
     z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3, mapping_kwargs={"num_layers": 2},
