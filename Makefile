@@ -17,12 +17,12 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 figures: setup
-	$(PY) -m hrinv_nb.mainjob $(ARGS)
+	$(PY) -m hrinv_nb.notebook.mainjob $(ARGS)
 
 # pytest over the package tests, and nbval over every notebook run with its smoke parameters
 # (notebooks/params/smoke/*.yaml, injected by papermill into copies under build/nbsmoke).
 test: setup
-	$(PY) -m hrinv_nb.mainjob --prepare-smoke build/nbsmoke
+	$(PY) -m hrinv_nb.notebook.mainjob --prepare-smoke build/nbsmoke
 	$(PY) -m pytest $(PYTEST_ARGS) tests build/nbsmoke --nbval-lax --nbval-current-env --nbval-cell-timeout 900
 
 # Strip outputs and execution counts from the committed notebooks (tags, incl. `parameters`, are kept).

@@ -5,7 +5,7 @@ normalisation, exactly as ``hrinv_nb.project`` runs it (timed between consecutiv
 Generators are randomly initialised with the FFHQ widths (channel_base 32768, channel_max 512,
 z/w 512, fp32) at each resolution; the VGG16 trunk is random (the cost does not depend on the weights).
 Each configuration runs in its own subprocess, so the peak RSS reported is per configuration. The
-generator and the timing come from ``hrinv_nb.cost`` (shared with notebook 06, Table I).
+generator and the timing come from ``hrinv_nb.studies.cost`` (shared with notebook 06, Table I).
 
 Usage::
 
@@ -29,10 +29,10 @@ RSS_LIMIT_1024_GIB = 8.0
 
 
 def run_worker(resolution: int, downsample: int, device: str, steps: int, threads: int) -> dict:
-    """Build G and the loss, run ``steps`` projection steps, and measure them (``hrinv_nb.cost`` does the work)."""
+    """Build G and the loss, run ``steps`` projection steps, and measure them (``hrinv_nb.studies.cost`` does the work)."""
     import torch
 
-    from hrinv_nb import cost
+    from hrinv_nb.studies import cost
     from hrinv_nb.losses import LAMBDA_TABLES, perceptual_loss
 
     if threads > 0:

@@ -70,7 +70,7 @@ def transfer_measures(G: Generator, result: NoiseStyleTransfer, content: torch.T
     import torch.nn.functional as F
 
     from . import metrics
-    from .noise import hf_energy_ratio_to, synthesize, zero_noise
+    from .studies.w_vs_noise import hf_energy_ratio_to, synthesize, zero_noise
     from .retrieval import identity_distance
 
     assert content.shape == style.shape == result.image.shape, (content.shape, style.shape, result.image.shape)

@@ -149,7 +149,7 @@ def test_vgg_feature_distance(tmp_path):
 
 
 def test_reconstruction_study_row_measures_and_pairs():
-    from hrinv_nb import reconstruction_study as study
+    from hrinv_nb.studies import reconstruction as study
 
     G = _tiny_generator()
     targets = _targets(G, 2)
@@ -165,7 +165,7 @@ def test_reconstruction_study_row_measures_and_pairs():
 
 
 def test_busiest_box_finds_the_textured_window():
-    from hrinv_nb import reconstruction_study as study
+    from hrinv_nb.studies import reconstruction as study
 
     img = torch.zeros(1, 3, 32, 32)
     img[..., 20:28, 4:12] = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
@@ -174,7 +174,7 @@ def test_busiest_box_finds_the_textured_window():
 
 
 def test_scaled_loss_uses_the_resolution_factor():
-    from hrinv_nb import reconstruction_study as study
+    from hrinv_nb.studies import reconstruction as study
 
     full = study.scaled_loss("vgg16_conv_random", image_size=64)
     down = study.scaled_loss("vgg16_conv_random", image_size=64, downsample_size=32)
@@ -191,7 +191,7 @@ def test_stack_figures_makes_one_figure():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hrinv_nb import plots
+    from hrinv_nb.notebook import plots
 
     a, b = plt.figure(figsize=(2, 1)), plt.figure(figsize=(3, 1))
     fig = plots.stack_figures([a, b], dpi=50)

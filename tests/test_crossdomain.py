@@ -7,7 +7,7 @@ import torch
 
 import hrinv_nb
 from conftest import TINY
-from hrinv_nb import crossdomain as cd
+from hrinv_nb.studies import cross_domain as cd
 from hrinv_nb.losses import perceptual_loss
 
 

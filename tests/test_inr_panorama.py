@@ -7,7 +7,7 @@ import torch
 
 import hrinv_nb
 from conftest import TINY
-from hrinv_nb import panorama
+from hrinv_nb.studies import nonsquare as panorama
 from hrinv_nb.inr import attach_inr_head
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hrinv_nb import mainjob
+from hrinv_nb.notebook import mainjob
 
 
 def test_parse_value():

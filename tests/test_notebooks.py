@@ -14,8 +14,8 @@ import nbformat
 import pytest
 import yaml
 
-from hrinv_nb import mainjob
-from hrinv_nb.nbconfig import COMMON
+from hrinv_nb.notebook import mainjob
+from hrinv_nb.notebook.config import COMMON
 
 NOTEBOOKS = mainjob.list_notebooks()
 IDS = [nb.stem for nb in NOTEBOOKS]

@@ -1,4 +1,4 @@
-"""Tests of the procedural toy-face renderer (hrinv_nb.render)."""
+"""Tests of the procedural toy-face renderer (hrinv_nb.toy.render)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hrinv_nb.render import (
+from hrinv_nb.toy.render import (
     IDENTITY_FACTORS, N_IDENTITY, N_NUISANCE, NUISANCE_FACTORS, STYLES, exaggerate_identity,
     render, render_contact_sheet, render_from_seed, sample_identity, sample_nuisance,
 )

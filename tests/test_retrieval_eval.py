@@ -9,7 +9,7 @@ import hrinv_nb
 from conftest import TINY
 from hrinv_nb.blending import mix
 from hrinv_nb.losses import perceptual_loss
-from hrinv_nb.retrieval_eval import pair_indices, project_batch, stylize_pairs
+from hrinv_nb.studies.stylized_sets import pair_indices, project_batch, stylize_pairs
 
 
 @pytest.fixture(scope="module")

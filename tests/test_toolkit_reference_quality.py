@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hrinv_nb.reference_quality import gaussian_blur, hf_fraction
+from hrinv_nb.studies.reference_quality import gaussian_blur, hf_fraction
 
 
 def test_gaussian_blur_keeps_constants_and_lowers_hf_share():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hrinv_nb.retrieval import id_retrieval
-from hrinv_nb.toy_identity import (
+from hrinv_nb.toy.identity import (
     ID_EMBEDDER_PATH,
     ToyIdEmbedder,
     evaluate_id_retrieval,
@@ -31,7 +31,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def embedder() -> ToyIdEmbedder:
     if not ID_EMBEDDER_PATH.is_file():
-        pytest.fail(f"shipped asset missing: {ID_EMBEDDER_PATH} (python -m hrinv_nb.toy_identity rebuilds it)")
+        pytest.fail(f"shipped asset missing: {ID_EMBEDDER_PATH} (python -m hrinv_nb.toy.identity rebuilds it)")
     return load_id_embedder()
 
 
@@ -100,4 +100,4 @@ def test_one_training_step_writes_a_loadable_file(tmp_path):
     written = json.loads(out.with_suffix(".json").read_text())
     assert written["steps"] == 1 and written["size_bytes"] == out.stat().st_size
     assert set(written["retrieval"]["top1"]) == {"cartoon", "caricature", "anime"}
-    assert provenance["command"].startswith("python -m hrinv_nb.toy_identity")
+    assert provenance["command"].startswith("python -m hrinv_nb.toy.identity")

@@ -9,8 +9,8 @@ import torch
 from safetensors import safe_open
 
 from hrinv_nb.losses import perceptual_loss, vgg16_trunk
-from hrinv_nb.render import NUISANCE_FACTORS, render, sample_identity, sample_nuisance
-from hrinv_nb.toy_vgg import NUISANCE_TARGETS, TOY_VGG_PATH, VGGPretrainNet, load_toy_vgg_path, main
+from hrinv_nb.toy.render import NUISANCE_FACTORS, render, sample_identity, sample_nuisance
+from hrinv_nb.toy.vgg import NUISANCE_TARGETS, TOY_VGG_PATH, VGGPretrainNet, load_toy_vgg_path, main
 
 CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 
@@ -28,7 +28,7 @@ def one_thread(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def shipped() -> str:
     if not TOY_VGG_PATH.is_file():
-        pytest.fail(f"shipped asset missing: {TOY_VGG_PATH} (python -m hrinv_nb.toy_vgg rebuilds it)")
+        pytest.fail(f"shipped asset missing: {TOY_VGG_PATH} (python -m hrinv_nb.toy.vgg rebuilds it)")
     return str(load_toy_vgg_path())
 
 
@@ -125,4 +125,4 @@ def test_one_training_step_writes_a_loadable_file(tmp_path):
     assert written["steps"] == 1 and written["size_bytes"] == out.stat().st_size
     assert 0.0 <= written["heldout"]["style_accuracy"] <= 1.0
     assert written["fold_max_abs_diff"] < 1e-2 * (1 + abs(written["heldout"]["identity_mae"]))
-    assert provenance["command"].startswith("python -m hrinv_nb.toy_vgg")
+    assert provenance["command"].startswith("python -m hrinv_nb.toy.vgg")

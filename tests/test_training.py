@@ -7,7 +7,7 @@ import copy
 import torch
 
 import hrinv_nb
-from hrinv_nb.training import TrainConfig, augment, finetune_copy, train
+from hrinv_nb.toy.training import TrainConfig, augment, finetune_copy, train
 
 
 def _nets(seed: int = 0):

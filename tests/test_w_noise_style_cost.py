@@ -1,4 +1,4 @@
-"""hrinv_nb.noise (what w and n reconstruct, Fig. 4) and hrinv_nb.cost (Table I timing and memory)."""
+"""hrinv_nb.studies.w_vs_noise (what w and n reconstruct, Fig. 4) and hrinv_nb.studies.cost (Table I timing and memory)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from hrinv_nb import cost
-from hrinv_nb import noise as wn
+from hrinv_nb.studies import cost
+from hrinv_nb.studies import w_vs_noise as wn
 from hrinv_nb.losses import perceptual_loss
 from hrinv_nb.networks import Generator, noise_buffers
 

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .checkpoints import save_networks
-from .files import atomic_write
-from .networks import Discriminator, Generator
+from ..checkpoints import save_networks
+from ..files import atomic_write
+from ..networks import Discriminator, Generator
 
 # data_fn(batch_size, generator) -> (z or None, real images [B,C,R,R] in [-1,1])
 DataFn = Callable[[int, torch.Generator], tuple[torch.Tensor | None, torch.Tensor]]

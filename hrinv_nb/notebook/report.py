@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .files import atomic_write
-from .nbconfig import NotebookConfig
+from ..files import atomic_write
+from .config import NotebookConfig
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def save_figure(
     dpi: int = 110,
 ) -> tuple[Path, Path]:
     """Write ``fig`` (matplotlib) to ``<figures_dir>/<notebook>.png`` and its record to ``.json``; return both paths."""
-    from . import __version__
+    from .. import __version__
 
     png, js = figure_paths(cfg)
     atomic_write(png, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))

@@ -7,7 +7,7 @@ so a wider image shows more of the same scene to the left and right.  Detail
 128x128 render a sharper view of exactly the same face as a 64x64 render.
 
 Face parts live in a *face-local* frame: the scene frame shifted and rotated by the
-pose nuisance and divided by a fixed zoom (``hrinv_nb.render.FACE_ZOOM``).
+pose nuisance and divided by a fixed zoom (``hrinv_nb.toy.render.FACE_ZOOM``).
 Distances are signed (negative inside) and measured in face-local units.  Shapes that
 are not exact distance functions are turned into approximate ones by dividing the
 implicit field by its finite-difference gradient norm (:func:`normalise_field`),

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .inr import INRSynthesisNetwork
-from .metrics import residual_band_power
-from .networks import Generator
+from ..inr import INRSynthesisNetwork
+from ..metrics import residual_band_power
+from ..networks import Generator
 
 
 def render_shapes(G: Generator, ws: torch.Tensor, shapes: Sequence[Sequence[int]]) -> dict[tuple[int, int], torch.Tensor]:

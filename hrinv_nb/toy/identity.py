@@ -15,7 +15,7 @@ Usage::
     id_retrieval(embed(photos), embed(stylised), labels)
 
 Rebuild the weights (and the JSON provenance with the measured retrieval) with
-``python -m hrinv_nb.toy_identity``.
+``python -m hrinv_nb.toy.identity``.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hrinv_nb.render import N_IDENTITY, N_NUISANCE, STYLES, render, sample_identity, sample_nuisance
-from hrinv_nb.toy_vgg import (
+from hrinv_nb.toy.render import N_IDENTITY, N_NUISANCE, STYLES, render, sample_identity, sample_nuisance
+from hrinv_nb.toy.vgg import (
     DATA_DIR, REPO_ROOT, WORK_DIR, cache_path, cached_dataset, from_uint8, renderer_fingerprint, to_uint8,
 )
 
@@ -46,7 +46,7 @@ __all__ = [
 
 ID_EMBEDDER_PATH = DATA_DIR / "id_embedder_toy.safetensors"
 ID_EMBEDDER_JSON = ID_EMBEDDER_PATH.with_suffix(".json")
-REBUILD_COMMAND = "PYTHONPATH=. python -m hrinv_nb.toy_identity"
+REBUILD_COMMAND = "PYTHONPATH=. python -m hrinv_nb.toy.identity"
 EMBED_SIZE = 64
 TARGET_STYLES: tuple[str, ...] = tuple(s for s in STYLES if s != "photo")
 _VAR_UNIFORM = 1.0 / 3.0
@@ -347,7 +347,7 @@ def train_id_embedder(
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """CLI: (re)build the toy identity embedder and write its JSON provenance next to it."""
-    parser = argparse.ArgumentParser(prog="python -m hrinv_nb.toy_identity", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m hrinv_nb.toy.identity", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=ID_EMBEDDER_PATH)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
@@ -364,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.out, args.steps, args.seed, ids_per_batch=args.ids_per_batch, n_ids=args.n_ids, lr=args.lr,
         eval_ids=args.eval_ids, eval_per_style=args.eval_per_style, work_dir=None if args.no_cache else WORK_DIR,
     )
-    provenance["command"] = " ".join(["python -m hrinv_nb.toy_identity", *(sys.argv[1:] if argv is None else argv)])
+    provenance["command"] = " ".join(["python -m hrinv_nb.toy.identity", *(sys.argv[1:] if argv is None else argv)])
     args.out.with_suffix(".json").write_text(json.dumps(provenance, indent=2) + "\n")
     print(json.dumps(provenance["retrieval"], indent=2))
     return provenance

@@ -1,7 +1,7 @@
 """Matplotlib helpers shared by the notebooks: image grids, close-up crops, before/after scatters.
 
 Every function returns the ``Figure`` (never calls ``plt.show``), so a notebook can both display
-it and hand it to :func:`hrinv_nb.report.save_figure`.
+it and hand it to :func:`hrinv_nb.notebook.report.save_figure`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Every notebook starts with a cell tagged ``parameters`` that holds plain values only (papermill
 injects overrides right after it). The next cell turns them into a :class:`NotebookConfig`::
 
-    from hrinv_nb.nbconfig import build_config
+    from hrinv_nb.notebook.config import build_config
     cfg = build_config("01_downsampling_artifacts", globals(),
                        num_steps=int, losses=list, vgg_weights=str)
 
@@ -25,7 +25,7 @@ from typing import Any, Union
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "data"
 FIGURES = REPO / "figures"
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from .blending import blend_generators, blend_latents, block_resolutions, default_swap_res, gamma_schedule, swap_schedule
-from .losses import PerceptualLoss, perceptual_loss
-from .lso import lso
-from .networks import Generator
-from .projector import latent_noise_sigma, learning_rate, w_statistics
+from ..blending import blend_generators, blend_latents, block_resolutions, default_swap_res, gamma_schedule, swap_schedule
+from ..losses import PerceptualLoss, perceptual_loss
+from ..lso import lso
+from ..networks import Generator
+from ..projector import latent_noise_sigma, learning_rate, w_statistics
 
 
 @dataclass

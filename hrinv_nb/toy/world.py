@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from .networks import Discriminator, Generator
-from .ops import normalize_2nd_moment
+from ..networks import Discriminator, Generator
+from ..ops import normalize_2nd_moment
 from .render import N_IDENTITY, N_NUISANCE, STYLES, render
 
 TOY_RESOLUTION = 64

@@ -16,7 +16,7 @@ and texture seeds, names in ``NUISANCE_FACTORS``).  It can be drawn in one of
 Rendering is deterministic, batched torch code (CPU) evaluated on a
 ``supersample``-times finer grid with ~1-pixel soft edges and then area-downsampled
 (antialiased).  The scene is defined in units of the image height (see
-:mod:`hrinv_nb.render_geometry`), so any ``(H, W)`` works: a 64x192 render is the
+:mod:`hrinv_nb.toy.render_geometry`), so any ``(H, W)`` works: a 64x192 render is the
 64x64 render with more background and shoulders on both sides, and a 128x128 render
 is a sharper view of the same face.  Identity values outside [-1, 1] (up to +-2, as
 the caricature uses) still give sensible faces.  ``return_mask=True`` adds a soft
@@ -40,12 +40,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hrinv_nb.render_geometry import (
+from hrinv_nb.toy.render_geometry import (
     IDENTITY_FACTORS, N_IDENTITY, N_NUISANCE, NUISANCE_FACTORS, coverage, exaggerate_identity,
     face_layout, face_shapes,
 )
-from hrinv_nb.render_shading import decode_nuisance, head_mask_distance
-from hrinv_nb.render_styles import STYLE_SPECS
+from hrinv_nb.toy.render_shading import decode_nuisance, head_mask_distance
+from hrinv_nb.toy.render_styles import STYLE_SPECS
 
 __all__ = [
     "IDENTITY_FACTORS", "NUISANCE_FACTORS", "N_IDENTITY", "N_NUISANCE", "STYLES",

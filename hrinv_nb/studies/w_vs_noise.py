@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .metrics import residual_band_power
-from .networks import Generator, noise_buffers, set_noise_buffers
+from ..metrics import residual_band_power
+from ..networks import Generator, noise_buffers, set_noise_buffers
 
 NoiseMaps = Mapping[str, torch.Tensor]
 
@@ -111,7 +111,7 @@ def lowpass_psnr(img: torch.Tensor, target: torch.Tensor, size: int = 16) -> flo
     """PSNR (dB) of ``size``² area-downsampled copies: how well the coarse layout and colours ("contours") match."""
     import torch.nn.functional as F
 
-    from .metrics import psnr
+    from ..metrics import psnr
 
     assert img.shape == target.shape and img.ndim == 4, f"shape mismatch: {tuple(img.shape)} vs {tuple(target.shape)}"
     return psnr(F.interpolate(img, size=(size, size), mode="area"), F.interpolate(target, size=(size, size), mode="area"))
@@ -127,7 +127,7 @@ def reconstruction_measures(images: Mapping[str, torch.Tensor], target: torch.Te
                             lowpass_size: int = 16) -> dict[str, dict[str, float]]:
     """Per image: PSNR, thumbnail PSNR (``lowpass_size``²), fine-detail power relative to the target's
     (above ``cutoff`` × Nyquist), and the residual's power above the cutoff (the artifact measure)."""
-    from .metrics import hf_artifact_energy, psnr
+    from ..metrics import hf_artifact_energy, psnr
 
     out = {}
     for name, img in images.items():

@@ -1,7 +1,7 @@
 """Cost of inversion, LSO and generation: wall time and peak memory (Table I; spec §2.1 "Memory").
 
 Each measurement runs in its own fresh interpreter (:func:`measure`, which runs
-``python -m hrinv_nb.cost --task ...``), so that the peak memory reported belongs to that task alone:
+``python -m hrinv_nb.studies.cost --task ...``), so that the peak memory reported belongs to that task alone:
 
 * on a CPU, the increase of the process's peak resident set size (``ru_maxrss``) over the resident
   size of the bare interpreter with torch imported (so it counts the networks and every activation);
@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from .nbconfig import DATA
+from ..notebook.config import DATA
 
 TASKS = ("inversion", "lso", "generation")
 ASSETS = ("toy", "ffhq")
@@ -64,7 +64,7 @@ def peak_rss_bytes() -> int:
 
 def ffhq_generator(resolution: int = 1024, *, seed: int = 0, device: str | torch.device = "cpu") -> torch.nn.Module:
     """A randomly initialised StyleGAN2-ADA generator with the FFHQ config at ``resolution`` (fp32)."""
-    from .networks import Generator
+    from ..networks import Generator
 
     torch.manual_seed(seed)
     G = Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=resolution, img_channels=3,
@@ -77,8 +77,8 @@ def build_networks(assets: str, resolution: int, device: str | torch.device, tas
 
     ``assets`` = 'toy' (data/G_s and the toy VGG16; ``resolution`` is ignored) or 'ffhq' (random weights).
     """
-    from .checkpoints import load_networks
-    from .losses import D_H_DEFAULT_LAYERS, LAMBDA_TABLES, perceptual_loss
+    from ..checkpoints import load_networks
+    from ..losses import D_H_DEFAULT_LAYERS, LAMBDA_TABLES, perceptual_loss
 
     if assets not in ASSETS:
         raise ValueError(f"assets must be one of {ASSETS}, got {assets!r}")
@@ -121,7 +121,7 @@ def _step_summary(start: float, stamps: Sequence[float], total_steps: int) -> di
 def time_inversion(G: torch.nn.Module, loss: Any, target: torch.Tensor, *, steps: int, total_steps: int = 1000,
                    optimize_noise: bool = True, w_avg_samples: int = 10000) -> dict[str, Any]:
     """Run ``steps`` steps of :func:`hrinv_nb.project` and time them (see the module docstring)."""
-    from .projector import project
+    from ..projector import project
 
     assert steps >= 1 and target.ndim == 4, (steps, tuple(target.shape))
     device = target.device
@@ -141,7 +141,7 @@ def time_inversion(G: torch.nn.Module, loss: Any, target: torch.Tensor, *, steps
 def time_lso(G: torch.nn.Module, w: torch.Tensor, content: torch.Tensor, loss: Any, *, steps: int,
              total_steps: int = 50) -> dict[str, Any]:
     """Run ``steps`` steps of :func:`hrinv_nb.lso` (rows 0–4) and time them."""
-    from .lso import lso
+    from ..lso import lso
 
     device = content.device
     stamps: list[float] = []
@@ -259,14 +259,14 @@ def run_task(task: str, assets: str, resolution: int, *, steps: int, device: str
 
 def measure(tasks: Sequence[dict[str, Any]], *, device: str = "cpu", threads: int = 0, seed: int = 0,
             timeout: float | None = None) -> list[dict[str, Any]]:
-    """Run :func:`run_task` for each spec in ``tasks`` in one fresh ``python -m hrinv_nb.cost`` process.
+    """Run :func:`run_task` for each spec in ``tasks`` in one fresh ``python -m hrinv_nb.studies.cost`` process.
 
     Each spec holds ``task``, ``assets``, ``resolution``, ``steps`` and optionally ``total_steps``.
     Returns one row per spec; a failed or timed-out worker gives rows with ``error`` set.
     """
     for spec in tasks:
         assert spec["task"] in TASKS and spec["assets"] in ASSETS and spec["steps"] >= 1, spec
-    cmd = [sys.executable, "-m", "hrinv_nb.cost", "--device", device, "--threads", str(threads), "--seed", str(seed),
+    cmd = [sys.executable, "-m", "hrinv_nb.studies.cost", "--device", device, "--threads", str(threads), "--seed", str(seed),
            "--specs", json.dumps(list(tasks))]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     try:
@@ -320,7 +320,7 @@ PAPER_TASK = {"inversion": "Inversion", "lso": "LSO", "generation": "Generation"
 
 def paper_cost(task: str) -> dict[str, Any]:
     """The paper's Table I row for ``task`` (one V100, 1024²): seconds, GPU memory in GB, length."""
-    from .paper import TABLE_I
+    from ..notebook.paper import TABLE_I
 
     return dict(TABLE_I[PAPER_TASK[task]])
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hrinv_nb.render_geometry import (
+from hrinv_nb.toy.render_geometry import (
     NUISANCE_FACTORS, TORSO_CY, TORSO_RX, TORSO_RY, FaceLayout, FaceShapes, coverage, gauss,
     hsv_to_rgb, line_coverage, smoothstep, value_noise,
 )

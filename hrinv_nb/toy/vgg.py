@@ -2,7 +2,7 @@
 
 No real ImageNet weights exist in this project's world, so the perceptual losses get a stand-in:
 the full-width VGG16 trunk (``features.0`` ... ``features.30``: 13 convolutions 64-128-256-512-512,
-no BatchNorm) is trained from a Kaiming initialisation on renders of :mod:`hrinv_nb.render` at
+no BatchNorm) is trained from a Kaiming initialisation on renders of :mod:`hrinv_nb.toy.render` at
 **32x32** - the toy analogue of ImageNet pretraining at 224x224 - and then used by the losses at
 64x64 and above, so the scale mismatch the paper studies (Table II) exists in the toy world too.
 BatchNorm-free VGG16 learns slowly from scratch, so a BatchNorm follows each convolution during
@@ -19,7 +19,7 @@ Head: global average pooling after ``features.30`` and one linear layer (not shi
 normalised exactly as the project's VGG losses do (:func:`hrinv_nb.losses.imagenet_normalise`).
 Only the trunk is saved, with timm key names ``features.{i}.weight/bias`` in float16 safetensors,
 so ``perceptual_loss('vgg16_conv', weights=TOY_VGG_PATH)`` loads it with the code used for real
-weights. Rebuild it with ``python -m hrinv_nb.toy_vgg`` (writes the weights and a JSON provenance).
+weights. Rebuild it with ``python -m hrinv_nb.toy.vgg`` (writes the weights and a JSON provenance).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hrinv_nb.render import N_IDENTITY, NUISANCE_FACTORS, STYLES, render, sample_identity, sample_nuisance
+from hrinv_nb.toy.render import N_IDENTITY, NUISANCE_FACTORS, STYLES, render, sample_identity, sample_nuisance
 
 __all__ = [
     "DATA_DIR", "WORK_DIR", "TOY_VGG_PATH", "TOY_VGG_JSON", "PRETRAIN_SIZE", "NUISANCE_TARGETS", "REBUILD_COMMAND",
@@ -48,12 +48,12 @@ __all__ = [
     "evaluate_pretraining", "trunk_state_dict", "train_toy_vgg", "main",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO_ROOT / "data"
 WORK_DIR = DATA_DIR / "_work"  # gitignored cache of pre-rendered training sets
 TOY_VGG_PATH = DATA_DIR / "vgg16_toy.safetensors"
 TOY_VGG_JSON = TOY_VGG_PATH.with_suffix(".json")
-REBUILD_COMMAND = "PYTHONPATH=. python -m hrinv_nb.toy_vgg"
+REBUILD_COMMAND = "PYTHONPATH=. python -m hrinv_nb.toy.vgg"
 PRETRAIN_SIZE = 32
 NUISANCE_TARGETS: tuple[str, ...] = (
     "light_azimuth", "light_elevation", "background_lightness", "pose_shift_x", "pose_shift_y", "pose_tilt",
@@ -79,7 +79,7 @@ def load_toy_vgg_path(path: str | os.PathLike | None = None) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------
-# Pre-rendered data sets (shared with hrinv_nb.toy_identity)
+# Pre-rendered data sets (shared with hrinv_nb.toy.identity)
 
 
 def renderer_fingerprint() -> str:
@@ -377,7 +377,7 @@ def train_toy_vgg(
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """CLI: (re)build the toy VGG16 trunk and write its JSON provenance next to it."""
-    parser = argparse.ArgumentParser(prog="python -m hrinv_nb.toy_vgg", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m hrinv_nb.toy.vgg", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=TOY_VGG_PATH)
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--seed", type=int, default=0)
@@ -393,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.out, args.steps, args.seed, batch_size=args.batch_size, lr=args.lr, n_train=args.n_train,
         n_val=args.n_val, work_dir=None if args.no_cache else WORK_DIR,
     )
-    provenance["command"] = " ".join(["python -m hrinv_nb.toy_vgg", *(sys.argv[1:] if argv is None else argv)])
+    provenance["command"] = " ".join(["python -m hrinv_nb.toy.vgg", *(sys.argv[1:] if argv is None else argv)])
     args.out.with_suffix(".json").write_text(json.dumps(provenance, indent=2) + "\n")
     print(json.dumps(provenance["heldout"], indent=2))
     return provenance

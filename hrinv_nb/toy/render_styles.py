@@ -3,7 +3,7 @@
 Each ``shade_*`` function paints one batch of faces on the supersampled grid back to
 front -- background, shoulders, back hair, neck, ears, head, eyes, brows, nose,
 mouth, front hair -- and returns RGB in [0, 1], shape [B, 3, Hs, Ws].  Geometry is
-shared (:mod:`hrinv_nb.render_geometry`); a style changes proportions through its
+shared (:mod:`hrinv_nb.toy.render_geometry`); a style changes proportions through its
 :class:`StyleGeometry`, the fringe edge, and how every part is painted.
 """
 
@@ -15,11 +15,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from hrinv_nb.render_geometry import (
+from hrinv_nb.toy.render_geometry import (
     FaceLayout, FaceShapes, StyleGeometry, coverage, gauss, hsv_to_rgb, line_coverage, nexp,
     smoothstep, spec_pow, value_noise,
 )
-from hrinv_nb.render_shading import (
+from hrinv_nb.toy.render_shading import (
     Nuisance, cel, dome, face_relief, fract, front_hair, hair_height, hair_strands, hue_colour,
     lambert, over, rgb, saturate, toon_eyes, toon_layer, torso_height,
 )

@@ -1,8 +1,8 @@
 """Regenerate the embedded toy world's trained assets in ``data/``, resumably, from seeds.
 
-    python -m hrinv_nb.build_assets                 # every asset that is missing, in order
-    python -m hrinv_nb.build_assets --only G_s      # one asset (others: G_t_cartoon, ...)
-    python -m hrinv_nb.build_assets --force --only G_t_anime
+    python -m hrinv_nb.toy.build_assets                 # every asset that is missing, in order
+    python -m hrinv_nb.toy.build_assets --only G_s      # one asset (others: G_t_cartoon, ...)
+    python -m hrinv_nb.toy.build_assets --force --only G_t_anime
 
 Work in progress (render caches, resumable training states) lives in ``data/_work/`` (ignored by
 git); an interrupted command picks up where it stopped. Each finished asset is written to
@@ -23,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import load_networks, save_networks
-from .inr import attach_inr_head, train_inr_head
-from .toyworld import TARGET_STYLES, new_toy_networks, paired_dataset
+from ..checkpoints import load_networks, save_networks
+from ..inr import attach_inr_head, train_inr_head
+from .world import TARGET_STYLES, new_toy_networks, paired_dataset
 from .training import TrainConfig, finetune_copy, train
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "data"
 WORK = DATA / "_work"
 
@@ -84,7 +84,7 @@ def _record(name: str, seconds: float, cfg: TrainConfig, extra: dict) -> None:
     path = DATA / f"{name}.safetensors"
     record = {
         "asset": name,
-        "command": "python -m hrinv_nb.build_assets " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "command": "python -m hrinv_nb.toy.build_assets " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "training_seconds": round(seconds, 1),
         "size_bytes": path.stat().st_size,
         "torch": torch.__version__,
@@ -196,7 +196,7 @@ def build_inr(steps: int, progress: bool = True) -> Path:
     seconds = time.perf_counter() - t0
     out = save_networks(DATA / "G_s_inr.safetensors", G=G, half=True,
                         meta={"asset": "G_s_inr", "inr_head_of": "G_s"})
-    record = {"asset": "G_s_inr", "command": "python -m hrinv_nb.build_assets --only G_s_inr",
+    record = {"asset": "G_s_inr", "command": "python -m hrinv_nb.toy.build_assets --only G_s_inr",
               "training_seconds": round(seconds, 1), "size_bytes": out.stat().st_size, "steps": steps, "seed": 7,
               "final_l1": sum(losses[-20:]) / min(20, len(losses)), "torch": torch.__version__,
               "threads": torch.get_num_threads()}

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import metrics
-from .batch_projection import BatchProjectionResult, project_batch
-from .losses import PerceptualLoss
+from .. import metrics
+from ..batch_projection import BatchProjectionResult, project_batch
+from ..losses import PerceptualLoss
 
 
 @dataclass
@@ -119,7 +119,7 @@ def busiest_box(img: torch.Tensor, size: int) -> tuple[int, int, int, int]:
 
 
 def summary_rows(rows: Sequence[StudyRow], keys: Sequence[str], fmt: str = "{:.3g}") -> list[list[str]]:
-    """Table rows ``[label, 'mean ± sem' per key, seconds]`` for :func:`hrinv_nb.report.show_table`."""
+    """Table rows ``[label, 'mean ± sem' per key, seconds]`` for :func:`hrinv_nb.notebook.report.show_table`."""
     table = []
     for row in rows:
         cells = [row.label]
@@ -180,7 +180,7 @@ def scaled_loss(
     the loss actually sees (``downsample_size`` or ``image_size``); at the paper's sizes (1024², 256²)
     the factor is exactly 1. ``'paper'`` keeps the paper's λ unchanged.
     """
-    from .losses import perceptual_loss, resolution_lambda_scale
+    from ..losses import perceptual_loss, resolution_lambda_scale
 
     if lambda_scale not in ("resolution", "paper"):
         raise ValueError(f"lambda_scale must be 'resolution' or 'paper', got {lambda_scale!r}")

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .losses import PerceptualLoss, hooked_features, imagenet_normalise, vgg16_trunk
-from .networks import Generator
-from .lso import EARLY_ROWS  # noqa: F401  (re-exported for the notebooks)
-from .batch_projection import project_batch
+from ..losses import PerceptualLoss, hooked_features, imagenet_normalise, vgg16_trunk
+from ..networks import Generator
+from ..lso import EARLY_ROWS  # noqa: F401  (re-exported for the notebooks)
+from ..batch_projection import project_batch
 
 GRAM_LAYERS = (2, 7, 14)  # conv1_2, conv2_2, conv3_3: low-level texture statistics
 
@@ -149,8 +149,8 @@ def load_contents(content_dir: str, n: int, size: int, seed: int) -> tuple[torch
     """
     from pathlib import Path
 
-    from .images import load_image
-    from .render import render_from_seed
+    from ..images import load_image
+    from ..toy.render import render_from_seed
 
     assert n >= 1, n
     if not content_dir:
@@ -178,16 +178,16 @@ def identity_embedder(value: str, device: str | torch.device = "cpu"):
     ``''``: the toy identity embedder (data/id_embedder_toy.safetensors); ``'none'``: no identity
     measure; anything else: ArcFace IR-SE-50 weights (a path or ``$VAR``).
     """
-    from .nbconfig import asset_path
+    from ..notebook.config import asset_path
 
     if value == "none":
         return None
     if value == "":
-        from .toy_identity import id_embedder_fn, load_id_embedder
+        from ..toy.identity import id_embedder_fn, load_id_embedder
 
         return id_embedder_fn(load_id_embedder(asset_path("", "id_embedder_toy.safetensors", what="identity embedder"),
                                                device=device))
-    from .identity import arcface_embedder, load_arcface
+    from ..identity import arcface_embedder, load_arcface
 
     return arcface_embedder(load_arcface(asset_path(value, None, what="ArcFace weights"), device=device))
 
@@ -199,7 +199,7 @@ def lso_measures(result, targets: torch.Tensor, *, embed=None, gram: GramStyleDi
     ``mse_to_mixed``: pixel MSE LSO↔mixed (style kept, lower = closer); ``gram_to_mixed``: Gram style
     distance LSO↔mixed (with ``gram``); ``offset_norm``: ‖w − w_m‖ over the rows.
     """
-    from .retrieval import identity_distance
+    from ..retrieval import identity_distance
 
     img, mixed = result.image, result.mixed_image
     assert img.shape == mixed.shape and targets.shape == img.shape, (tuple(img.shape), tuple(targets.shape))

@@ -1,7 +1,7 @@
 """Measured quality of the toy world's generators (reported in data/README.md and data/quality.json).
 
-    python -m hrinv_nb.toy_quality            # writes data/quality.json and figures/toy_world_generators.png
-    python -m hrinv_nb.toy_quality --assets DIR --out q.json --figure grid.png   # other generator files
+    python -m hrinv_nb.toy.quality            # writes data/quality.json and figures/toy_world_generators.png
+    python -m hrinv_nb.toy.quality --assets DIR --out q.json --figure grid.png   # other generator files
 
 The render features of the "real" sets depend only on the renderer and the feature networks; they
 are cached in ``data/_work/`` (keyed by the renderer fingerprint and the networks' file hashes).
@@ -24,16 +24,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .checkpoints import load_networks
-from .fid import frechet_distance
-from .losses import imagenet_normalise, vgg16_trunk
-from .networks import Generator
-from .retrieval import id_retrieval
-from .toy_identity import id_embedder_fn, load_id_embedder
-from .toy_vgg import load_toy_vgg_path, renderer_fingerprint
-from .toyworld import TARGET_STYLES, TOY_Z_DIM, render_z, sample_grid
+from ..checkpoints import load_networks
+from ..fid import frechet_distance
+from ..losses import imagenet_normalise, vgg16_trunk
+from ..networks import Generator
+from ..retrieval import id_retrieval
+from .identity import id_embedder_fn, load_id_embedder
+from .vgg import load_toy_vgg_path, renderer_fingerprint
+from .world import TARGET_STYLES, TOY_Z_DIM, render_z, sample_grid
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "data"
 WORK = DATA / "_work"
 
@@ -79,7 +79,7 @@ def renders(n: int, style: str, seed: int) -> torch.Tensor:
 def evaluate(n: int = 2000, n_consistency: int = 100, seed: int = 2024, assets: Path = DATA,
              figure: Path | None = REPO / "figures" / "toy_world_generators.png") -> dict:
     """Fidelity of every generator in ``assets`` and cross-generator identity consistency."""
-    from .toy_identity import ID_EMBEDDER_PATH
+    from .identity import ID_EMBEDDER_PATH
 
     embed = id_embedder_fn(load_id_embedder())
     spaces = {"id_embedder": (embed, Path(ID_EMBEDDER_PATH))}

@@ -9,7 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .metrics import residual_band_power
+from ..metrics import residual_band_power
 
 
 def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:

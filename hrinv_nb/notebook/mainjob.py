@@ -1,10 +1,10 @@
 """The main job: run every numbered notebook through papermill, in order (``make figures``).
 
-    python -m hrinv_nb.mainjob                       # all notebooks, default parameters
-    python -m hrinv_nb.mainjob --only 01 -p num_steps 50 -p device cuda
-    python -m hrinv_nb.mainjob --preset paper --only 02   # notebooks/params/paper/02_*.yaml
-    python -m hrinv_nb.mainjob --prepare-smoke build/nbsmoke  # smoke copies for nbval (make test)
-    python -m hrinv_nb.mainjob --list
+    python -m hrinv_nb.notebook.mainjob                       # all notebooks, default parameters
+    python -m hrinv_nb.notebook.mainjob --only 01 -p num_steps 50 -p device cuda
+    python -m hrinv_nb.notebook.mainjob --preset paper --only 02   # notebooks/params/paper/02_*.yaml
+    python -m hrinv_nb.notebook.mainjob --prepare-smoke build/nbsmoke  # smoke copies for nbval (make test)
+    python -m hrinv_nb.notebook.mainjob --list
 
 Executed copies go to ``runs/<timestamp>/`` (not committed); figures are written by the notebooks
 to ``figures/``. The command exits non-zero, naming the notebook, when any notebook fails. While no
@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 FIGURES = REPO / "figures"
 RUNS = REPO / "runs"
@@ -89,7 +89,7 @@ def fixture_sample_grid(out: Path, n: int = 8, seed: int = 0) -> Path:
     import matplotlib.pyplot as plt
     import torch
 
-    from .checkpoints import load_networks
+    from ..checkpoints import load_networks
 
     G = load_networks(FIXTURE).G
     z = torch.randn([n, G.z_dim], generator=torch.Generator().manual_seed(seed))
