@@ -36,7 +36,7 @@ def embedder() -> ToyIdEmbedder:
 
 
 def test_missing_file_names_the_rebuild_command(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"python -m hrinv_nb\.toy_identity"):
+    with pytest.raises(FileNotFoundError, match=r"python -m hrinv_nb\.toy\.identity"):
         load_id_embedder(tmp_path / "absent.safetensors")
 
 

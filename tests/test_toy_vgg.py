@@ -46,7 +46,7 @@ def faces() -> dict[str, torch.Tensor]:
 
 
 def test_missing_file_names_the_rebuild_command(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"python -m hrinv_nb\.toy_vgg"):
+    with pytest.raises(FileNotFoundError, match=r"python -m hrinv_nb\.toy\.vgg"):
         load_toy_vgg_path(tmp_path / "absent.safetensors")
 
 
