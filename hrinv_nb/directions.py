@@ -1,4 +1,4 @@
-"""Closed-form semantic directions (SeFa) for the direction constraints of Eq. 9 (spec §6).
+"""Closed-form semantic directions (SeFa) for the direction constraints of Eq. 9.
 
 The style-affine weights of every modulated conv layer (``b{r}.conv0/conv1.affine.weight``,
 [C_in, w_dim]) and of the last ``torgb`` are transposed to [w_dim, C_in], concatenated into

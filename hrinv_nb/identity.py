@@ -2,7 +2,7 @@
 
 ``IRSE50`` is the architecture of TreB1eN/InsightFace_Pytorch's ``model_ir_se50.pth`` (a plain
 state dict), re-written here with the same module names so the file loads with ``strict=True``.
-Preprocessing follows spec §9: images in [-1, 1], the whole image resized to 112x112 with bilinear
+Preprocessing follows the authors' evaluation code: images in [-1, 1], the whole image resized to 112x112 with bilinear
 antialiasing (no detection or crop), L2-normalised 512-d embeddings.
 """
 
@@ -77,7 +77,7 @@ class IRSE50(nn.Module):
 
 
 def arcface_preprocess(img: torch.Tensor) -> torch.Tensor:
-    """Spec §9: [-1, 1] images, whole image resized to 112x112 (bilinear, antialias) unless already 112."""
+    """The authors' preprocessing: [-1, 1] images, whole image resized to 112x112 (bilinear, antialias) unless already 112."""
     assert img.ndim == 4 and img.shape[1] == 3, f"expected [B,3,H,W], got {tuple(img.shape)}"
     if tuple(img.shape[-2:]) != (112, 112):
         img = F.interpolate(img, size=(112, 112), mode="bilinear", align_corners=False, antialias=True)

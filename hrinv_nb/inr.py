@@ -1,4 +1,4 @@
-"""Style-INR-GAN (spec §7): a StyleGAN2 generator with an implicit-neural-representation head.
+"""Style-INR-GAN: a StyleGAN2 generator with an implicit-neural-representation head.
 
 The head ``synthesis.inr_net`` reads the feature map ``x`` of the last synthesis block (C channels
 at R²), samples it bilinearly (``grid_sample``, ``align_corners=False``) at the pixel centres of any

@@ -1,4 +1,4 @@
-"""Perceptual losses for GAN inversion (spec §2, §8.2).
+"""Perceptual losses for GAN inversion (Eq. 3 and the discriminator-feature loss of Sec. IV-B).
 
 Every loss is an ``nn.Module`` with ``set_target(img)`` (target features cached under no-grad)
 and ``loss(img) -> scalar`` for a batch of images in [-1, 1]. The feature losses follow Eq. 3:
@@ -42,7 +42,7 @@ def _table(keys: Sequence[LayerKey], values: Sequence[float]) -> dict[LayerKey, 
     return dict(zip(keys, values))
 
 
-# λ tables of spec §2.3 / §2.4 / §8.2: name -> configuration -> {layer: λ}.
+# λ tables from the authors' loss configurations: name -> configuration -> {layer: λ}.
 LAMBDA_TABLES: dict[str, dict[str, dict[LayerKey, float]]] = {
     "vgg16_conv": {
         "1024": _table(VGG_CONV_LAYERS, (0.0002, 0.0001, 0.0001, 0.0002, 0.0005)),
@@ -405,7 +405,7 @@ class HookedFeatureLoss(PerceptualLoss):
         self.table = table
 
     def preprocess(self, img: torch.Tensor) -> torch.Tensor:
-        """Normalise, then (optionally) area-downsample: the order of spec §2.1."""
+        """Normalise, then (optionally) area-downsample (the authors' order: normalisation sees the full-resolution image)."""
         x = imagenet_normalise(img)
         if self.downsample_size != -1 and _size_pair(self.downsample_size)[0] > 0:
             x = area_resize(x, self.downsample_size)
@@ -432,7 +432,7 @@ class VGGFeatureLoss(HookedFeatureLoss):
 
 
 class DeiTLoss(HookedFeatureLoss):
-    """DeiT-S/16 features; the input is always area-resized to 224² (spec §2.3)."""
+    """DeiT-S/16 features; the input is always area-resized to 224² (DeiT's fixed patch grid needs it)."""
 
     def preprocess(self, img: torch.Tensor) -> torch.Tensor:
         return area_resize(imagenet_normalise(img), DEIT_INPUT_SIZE)
@@ -473,7 +473,7 @@ class TorchScriptLPIPSLoss(PerceptualLoss):
 
 
 class DiscriminatorFeatureLoss(PerceptualLoss):
-    """StyleGAN2 discriminator blocks as perceptual network (spec §8.2), on a frozen deep copy of D."""
+    """StyleGAN2 discriminator blocks as perceptual network, on a frozen deep copy of D."""
 
     def __init__(self, D: nn.Module, lambdas: Mapping[LayerKey, float], c: torch.Tensor | None = None, table: str = "") -> None:
         super().__init__("discriminator", lambdas)
@@ -499,7 +499,7 @@ LOSS_NAMES = (
     "vgg16_conv", "vgg16_relu", "vgg16_conv_random", "resnet50", "resnet50_random", "deit_s16", "lpips_vgg", "d_h", "mse",
     "discriminator",
 )
-# The image side each λ table was tuned for (spec §2.3): "1024" tables see 1024² inputs, "256" tables 256².
+# The image side each λ table was tuned for: "1024" tables see 1024² inputs, "256" tables 256².
 TABLE_INPUT_SIZE = {"1024": 1024, "256": 256, "224": 224}
 
 

@@ -1,4 +1,4 @@
-"""ID retrieval (Table III, spec §9): is a stylised image's nearest content its own source?
+"""ID retrieval (Table III): is a stylised image's nearest content its own source?
 
 Embeddings are unit-norm face-identity features (ArcFace IR-SE-50 for real faces, or the toy
 identity embedder). The distance is the squared Euclidean distance; each stylised image is assigned

@@ -1,6 +1,6 @@
 """The numbers the paper reports (Zhou et al., IEEE TCSVT 2022), as data, for "ours vs paper" tables.
 
-Transcribed from the paper's Tables I–III and the Fig. 6 caption (see the algorithm spec §12). The
+Transcribed from the paper's Tables I–III and the Fig. 6 caption. The
 notebooks print these beside their own measurements, always labelled as the paper's.
 """
 
