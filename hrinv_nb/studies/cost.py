@@ -216,7 +216,7 @@ def run_task(task: str, assets: str, resolution: int, *, steps: int, device: str
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    from . import checkpoints, losses, lso, projector  # noqa: F401  (imported before the memory baseline)
+    from .. import checkpoints, losses, lso, projector  # noqa: F401  (imported before the memory baseline)
 
     if threads > 0:
         torch.set_num_threads(threads)
