@@ -42,31 +42,33 @@ def _table(keys: Sequence[LayerKey], values: Sequence[float]) -> dict[LayerKey, 
     return dict(zip(keys, values))
 
 
-# λ tables from the authors' loss configurations: name -> configuration -> {layer: λ}.
-LAMBDA_TABLES: dict[str, dict[str, dict[LayerKey, float]]] = {
-    "vgg16_conv": {
-        "1024": _table(VGG_CONV_LAYERS, (0.0002, 0.0001, 0.0001, 0.0002, 0.0005)),
-        "256": _table(VGG_CONV_LAYERS, (0.001, 0.0006, 0.0005, 0.0005, 0.001)),
-    },
-    "vgg16_relu": {
-        "1024": _table(VGG_RELU_LAYERS, (0.0006, 0.0004, 0.0004, 0.0007, 0.007)),
-        "256": _table(VGG_RELU_LAYERS, (0.001, 0.001, 0.001, 0.002, 0.01)),
-    },
-    "vgg16_conv_random": {
-        "1024": _table(VGG_CONV_LAYERS, (0.002, 0.003, 0.005, 0.008, 0.02)),
-        "256": _table(VGG_CONV_LAYERS, (0.01, 0.01, 0.04, 0.05, 0.1)),
-    },
-    "resnet50": {
-        "1024": _table(RESNET50_LAYERS, (0.001, 0.003, 0.004, 0.008, 0.008)),
-        "256": _table(RESNET50_LAYERS, (0.003, 0.008, 0.01, 0.03, 0.02)),
-    },
-    "deit_s16": {"224": _table(DEIT_S16_LAYERS, (0.02, 0.02, 0.02, 0.005, 0.005))},
-    "d_h": {"default": {14: 0.0001, 21: 0.0002, 28: 0.0005}},
-    "discriminator": {
-        "ffhq": _table((1024, 512, 256, 128, 64, 32, 16, 8), (0.01, 0.015, 0.015, 0.015, 0.01, 0.008, 0.008, 0.0)),
-        "real_face": _table((1024, 512, 256, 128, 64, 32, 16, 8), (0.005,) * 5 + (0.004,) * 3),
-    },
-}
+# λ tables from the authors' loss configurations, one row per (network, configuration):
+# (name, configuration, layers, λ per layer). LAMBDA_TABLES maps name -> configuration -> {layer: λ}.
+_DISC_BLOCKS = (1024, 512, 256, 128, 64, 32, 16, 8)
+_LAMBDA_ROWS: tuple[tuple[str, str, Sequence[LayerKey], Sequence[float]], ...] = (
+    ("vgg16_conv", "1024", VGG_CONV_LAYERS, (0.0002, 0.0001, 0.0001, 0.0002, 0.0005)),
+    ("vgg16_conv", "256", VGG_CONV_LAYERS, (0.001, 0.0006, 0.0005, 0.0005, 0.001)),
+    ("vgg16_relu", "1024", VGG_RELU_LAYERS, (0.0006, 0.0004, 0.0004, 0.0007, 0.007)),
+    ("vgg16_relu", "256", VGG_RELU_LAYERS, (0.001, 0.001, 0.001, 0.002, 0.01)),
+    ("vgg16_conv_random", "1024", VGG_CONV_LAYERS, (0.002, 0.003, 0.005, 0.008, 0.02)),
+    ("vgg16_conv_random", "256", VGG_CONV_LAYERS, (0.01, 0.01, 0.04, 0.05, 0.1)),
+    ("resnet50", "1024", RESNET50_LAYERS, (0.001, 0.003, 0.004, 0.008, 0.008)),
+    ("resnet50", "256", RESNET50_LAYERS, (0.003, 0.008, 0.01, 0.03, 0.02)),
+    ("deit_s16", "224", DEIT_S16_LAYERS, (0.02, 0.02, 0.02, 0.005, 0.005)),
+    ("d_h", "default", (14, 21, 28), (0.0001, 0.0002, 0.0005)),
+    ("discriminator", "ffhq", _DISC_BLOCKS, (0.01, 0.015, 0.015, 0.015, 0.01, 0.008, 0.008, 0.0)),
+    ("discriminator", "real_face", _DISC_BLOCKS, (0.005,) * 5 + (0.004,) * 3),
+)
+
+
+def _lambda_tables(rows: Sequence[tuple[str, str, Sequence[LayerKey], Sequence[float]]]) -> dict[str, dict[str, dict[LayerKey, float]]]:
+    tables: dict[str, dict[str, dict[LayerKey, float]]] = {}
+    for name, config, keys, values in rows:
+        tables.setdefault(name, {})[config] = _table(keys, values)
+    return tables
+
+
+LAMBDA_TABLES = _lambda_tables(_LAMBDA_ROWS)
 D_H_DEFAULT_LAYERS = (21, 28)  # the paper's d_h (Eq. 4); (14, 21, 28) is the authors' LSO code
 
 WEIGHT_ENV_VARS = {
