@@ -1,4 +1,4 @@
-"""Image loading and saving (spec §3.1, §3.6)."""
+"""Image loading and saving: preprocessing, modes, errors, round trip."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_load_rgb_maps_uint8_to_minus_one_one(tmp_path):
     assert img[0, 0, 0, 0] == -1.0 and img[0, 2, 0, 0] == 1.0
 
 
-def test_centre_crop_box_matches_spec_formula():
+def test_centre_crop_box_matches_the_square_formula():
     # box ((W-s)//2, (H-s)//2, (W+s)//2, (H+s)//2) with s = min(W, H)
     assert center_crop_box(101, 60) == (20, 0, 80, 60)
     assert center_crop_box(60, 101) == (0, 20, 60, 80)
@@ -74,13 +74,13 @@ def test_other_modes_become_rgb(tmp_path, mode):
     torch.testing.assert_close(img, _expected(np.asarray(Image.open(path).convert("RGB"))))
 
 
-def test_rgba_drops_alpha(tmp_path):
+def test_rgba_transparent_pixels_become_the_background(tmp_path):
     array = np.zeros((40, 40, 4), dtype=np.uint8)
-    array[..., 0], array[..., 3] = 200, 0  # fully transparent red
+    array[..., 0], array[..., 3] = 200, 0  # fully transparent red: its colour must not show
     path = tmp_path / "rgba.png"
     Image.fromarray(array).save(path)
-    img = load_image(path)
-    assert torch.allclose(img[0, 0], torch.full((40, 40), 200 / 255 * 2 - 1), atol=1e-6)
+    assert torch.all(load_image(path) == 1.0)  # white by default
+    assert torch.all(load_image(path, background="black") == -1.0)
 
 
 def test_sixteen_bit_grey_is_rescaled_not_clipped(tmp_path):
