@@ -15,18 +15,22 @@ Same seed, same device and thread count -> the same result.
 
 Results save to ``.npz`` with the authors' key ``w`` ([1, num_ws, w_dim]) and the noise maps under
 ``noise_bufs/<buffer name>`` (flat arrays, no pickle; the authors pickled a dict under
-``noise_bufs``, which :func:`load_projection` reads only with ``allow_pickle=True``).
+``noise_bufs``, which :func:`load_projection` reads with a restricted reader that never unpickles).
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import math
 import os
+import pickle
 import sys
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -34,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .errors import FileFormatError
 from .files import atomic_write
 from .losses import PerceptualLoss, perceptual_loss
 
@@ -162,10 +167,198 @@ def normalize_noise_per_sample_(noise: Iterable[torch.Tensor]) -> None:
 # .npz files
 
 
+class ProjectionFileError(FileFormatError):
+    """A projection ``.npz`` that cannot be read: not a zip, corrupt, too large, or not the expected arrays."""
+
+
+class ProjectionNotFoundError(ProjectionFileError, FileNotFoundError):
+    """The projection file does not exist (also a :class:`FileNotFoundError`)."""
+
+
+# Largest decoded size accepted, per array and for the whole archive. A real projection is far
+# smaller (w of a 1024² network: 36 KB; all its noise maps: about 11 MB), while a 1 MB archive can
+# declare gigabytes.
+MAX_PROJECTION_BYTES = 1 << 30
+_MAX_MEMBERS = 4096
+_FLOAT_CODES = {"f2", "f4", "f8"}
+
+
+def _check_shape(shape: object) -> tuple[int, ...]:
+    """A declared array shape: a tuple of non-negative ints."""
+    if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise ValueError(f"invalid array shape {shape!r}")
+    return shape
+
+
+class _PickledDtype:
+    """Stands in for ``numpy.dtype`` in the legacy pickle: records a float or object type code only."""
+
+    def __init__(self, code: object, align: object = False, copy: object = True) -> None:
+        if code not in _FLOAT_CODES | {"O8", "O4"}:
+            raise ValueError(f"pickled dtype {code!r} is not a float or object dtype")
+        self.code = str(code)
+        self.order = "|"
+
+    def __setstate__(self, state: object) -> None:
+        order = state[1] if isinstance(state, tuple) and len(state) > 1 else None
+        if order not in ("<", ">", "|", "="):
+            raise ValueError(f"invalid pickled dtype state {state!r}")
+        self.order = order
+
+
+class _PickledArray:
+    """Stands in for a pickled ``numpy.ndarray``: rebuilds float arrays from raw bytes, object
+    arrays from their item list, without calling NumPy's own unpickling code on the file's data."""
+
+    def __init__(self, *args: object) -> None:
+        self.value: object = None
+
+    def __setstate__(self, state: object) -> None:
+        if not (isinstance(state, tuple) and len(state) == 5 and isinstance(state[2], _PickledDtype)):
+            raise ValueError("invalid pickled array state")
+        _, shape, dtype, fortran, data = state
+        shape = _check_shape(shape)
+        count = math.prod(shape)
+        if dtype.code.startswith("O"):
+            if not isinstance(data, list) or len(data) != count:
+                raise ValueError("pickled object array: item list does not match its shape")
+            items = [item.value if isinstance(item, _PickledArray) else item for item in data]
+            self.value = items[0] if shape == () else items
+            return
+        order = "=" if dtype.order == "|" else dtype.order
+        if not isinstance(data, bytes) or len(data) != count * np.dtype(dtype.code).itemsize:
+            raise ValueError("pickled float array: data size does not match its shape")
+        array = np.frombuffer(data, dtype=np.dtype(order + dtype.code), count=count)
+        self.value = array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+
+
+def _pickled_reconstruct(cls: object, shape: object, typecode: object) -> _PickledArray:
+    """Stands in for ``numpy's _reconstruct``: an empty array filled by the following BUILD."""
+    return _PickledArray()
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Reads the authors' pickled ``noise_bufs`` dict of float arrays and nothing else.
+
+    Every global a pickle asks for is answered by a stand-in defined here, so no code from the
+    file's pickle ever runs (a plain ``pickle.load`` would call any function the file names).
+    """
+
+    _STAND_INS = {
+        ("numpy.core.multiarray", "_reconstruct"): _pickled_reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _pickled_reconstruct,
+        ("numpy", "ndarray"): _PickledArray,
+        ("numpy", "dtype"): _PickledDtype,
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        try:
+            return self._STAND_INS[(module, name)]
+        except KeyError:
+            raise ValueError(f"the pickle refers to {module}.{name}, which is not a NumPy float array; refused") from None
+
+    def persistent_load(self, pid: object) -> object:
+        raise ValueError("the pickle uses persistent ids (for example torch tensors); refused")
+
+
+def _legacy_noise(data: bytes) -> dict[str, np.ndarray]:
+    """The authors' pickled ``noise_bufs``: a dict of buffer name -> float array."""
+    value = _ArrayOnlyUnpickler(io.BytesIO(data)).load()
+    noise = value.value if isinstance(value, _PickledArray) else None
+    if isinstance(noise, dict):
+        noise = {k: v.value if isinstance(v, _PickledArray) else v for k, v in noise.items()}
+    if not isinstance(noise, dict) or not all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in noise.items()):
+        raise ValueError("the pickled 'noise_bufs' is not a dict of buffer name -> float array")
+    return noise
+
+
+def _read_npy(member: IO[bytes], key: str, max_bytes: int) -> np.ndarray | dict[str, np.ndarray]:
+    """Read one ``.npy`` member, checking its declared size against ``max_bytes`` before reading."""
+    try:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except ValueError as err:
+        # NumPy's message for an oversized header suggests an unsafe option; state the reason only.
+        reason = "the header is too large to parse safely" if "allow_pickle" in str(err) else str(err)
+        raise ValueError(f"array {key!r}: invalid .npy header ({reason})") from err
+    shape = _check_shape(shape)
+    if dtype.hasobject:
+        if key != "noise_bufs":
+            raise ValueError(f"array {key!r} holds Python objects (a pickle), which are never loaded")
+        return _legacy_noise(member.read(max_bytes + 1))
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > max_bytes:
+        raise ValueError(f"array {key!r} declares shape {shape} of {dtype} = {nbytes} bytes, above the limit of {max_bytes} (max_bytes)")
+    data = member.read(nbytes)
+    if len(data) != nbytes:
+        raise ValueError(f"array {key!r} is truncated ({len(data)} of {nbytes} bytes)")
+    array = np.frombuffer(data, dtype=dtype, count=math.prod(shape))
+    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+
+
+def _float_tensor(array: object, key: str, ndims: tuple[int, ...]) -> torch.Tensor:
+    """``array`` as a float32 tensor; refuse non-float dtypes, other ranks and non-finite values."""
+    if not isinstance(array, np.ndarray) or array.dtype.kind != "f" or array.dtype.names is not None:
+        raise ValueError(f"array {key!r} has dtype {getattr(array, 'dtype', type(array).__name__)}, not a float dtype")
+    if array.ndim not in ndims or array.size == 0:
+        raise ValueError(f"array {key!r} has shape {array.shape}; expected a non-empty array with {' or '.join(map(str, ndims))} dimensions")
+    if not np.isfinite(array).all():
+        raise ValueError(f"array {key!r} contains NaN or infinite values")
+    return torch.from_numpy(np.array(array, dtype=np.float32))
+
+
+def _read_projection(archive: zipfile.ZipFile, max_bytes: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``(w, noise)`` from an open archive; every size is checked in the zip directory first."""
+    infos = archive.infolist()
+    if len(infos) > _MAX_MEMBERS:
+        raise ValueError(f"the archive has {len(infos)} members, more than {_MAX_MEMBERS}")
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):
+        raise ValueError("the archive has duplicate member names")
+    for info in infos:
+        if info.file_size > max_bytes:
+            raise ValueError(f"member {info.filename!r} is {info.file_size} bytes uncompressed, above the limit of {max_bytes} (max_bytes)")
+    total = sum(info.file_size for info in infos)
+    if total > max_bytes:
+        raise ValueError(f"the members total {total} bytes uncompressed, above the limit of {max_bytes} (max_bytes)")
+    arrays: dict[str, object] = {}
+    for info in infos:
+        key = info.filename[:-4] if info.filename.endswith(".npy") else None
+        if key is None or not (key in ("w", "noise_bufs") or key.startswith(NOISE_PREFIX)):
+            continue  # other members are never read
+        with archive.open(info) as member:
+            arrays[key] = _read_npy(member, key, max_bytes)
+    if "w" not in arrays:
+        raise ValueError(f"no 'w' array; members {names}")
+    w = _float_tensor(arrays["w"], "w", (2, 3))
+    if w.ndim == 2:
+        w = w[None]
+    if w.shape[0] != 1:
+        raise ValueError(f"array 'w' has shape {tuple(w.shape)}; expected [1, num_ws, w_dim] or [num_ws, w_dim]")
+    noise = {k[len(NOISE_PREFIX):]: _float_tensor(v, k, (2, 3, 4)) for k, v in arrays.items() if k.startswith(NOISE_PREFIX)}
+    if "noise_bufs" in arrays:
+        if noise:
+            raise ValueError("both 'noise_bufs' and 'noise_bufs/<name>' arrays are present")
+        noise = {k: _float_tensor(v, f"noise_bufs[{k!r}]", (2, 3, 4)) for k, v in arrays["noise_bufs"].items()}
+    return w, noise
+
+
 def save_projection(path: str | os.PathLike, w: torch.Tensor, noise: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write ``w`` [1, num_ws, w_dim] and the noise maps to ``path`` atomically (tmp file + os.replace)."""
+    """Write ``w`` [1, num_ws, w_dim] and the noise maps to ``path`` atomically (tmp file + os.replace).
+
+    Refuses (:class:`ProjectionFileError`) a ``w`` of another shape and an existing read-only
+    file (a file without write bits counts as read-only even for root).
+    """
     path = Path(path)
-    assert w.ndim == 3 and w.shape[0] == 1, f"w must be [1,num_ws,w_dim], got {tuple(w.shape)}"
+    if not (isinstance(w, torch.Tensor) and w.ndim == 3 and w.shape[0] == 1):
+        raise ProjectionFileError(f"{path}: w must be [1, num_ws, w_dim], got {tuple(getattr(w, 'shape', ()))}")
+    if path.exists() and (not os.access(path, os.W_OK) or path.stat().st_mode & 0o222 == 0):
+        raise ProjectionFileError(f"{path}: the file exists and is read-only; refusing to overwrite it")
     arrays = {"w": w.detach().to("cpu", torch.float32).numpy()}
     for name, buf in (noise or {}).items():
         arrays[NOISE_PREFIX + name] = buf.detach().to("cpu", torch.float32).numpy()
@@ -177,27 +370,29 @@ def save_projection(path: str | os.PathLike, w: torch.Tensor, noise: dict[str, t
     return atomic_write(path, write)
 
 
-def load_projection(path: str | os.PathLike, *, allow_pickle: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Read ``(w, noise)`` from a projection ``.npz``; the authors' pickled format needs ``allow_pickle=True``."""
+def load_projection(path: str | os.PathLike, *, max_bytes: int = MAX_PROJECTION_BYTES) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Read ``(w, noise)`` from a projection ``.npz`` without unpickling anything.
+
+    ``w`` comes back as [1, num_ws, w_dim] float32 (a stored [num_ws, w_dim] gains the batch axis).
+    The authors' format (a pickled dict under ``noise_bufs``) is read by a restricted reader that
+    rebuilds only float arrays and refuses anything else the pickle names. Each array's declared
+    size (from the zip directory and the .npy header) is checked against ``max_bytes`` before it
+    is read. Every refusal is a :class:`ProjectionFileError` naming the file and the reason.
+    """
     path = Path(path)
-    with np.load(path, allow_pickle=False) as data:
-        if "w" not in data.files:
-            raise ValueError(f"{path}: no 'w' array; keys {data.files}")
-        w = torch.from_numpy(np.array(data["w"], dtype=np.float32))
-        noise = {k[len(NOISE_PREFIX):]: torch.from_numpy(np.array(data[k], dtype=np.float32))
-                 for k in data.files if k.startswith(NOISE_PREFIX)}
-        legacy = "noise_bufs" in data.files
-    if legacy:
-        if not allow_pickle:
-            raise ValueError(
-                f"{path} stores 'noise_bufs' as a pickled dict (the authors' format); "
-                "pass allow_pickle=True only for files you trust"
-            )
-        with np.load(path, allow_pickle=True) as data:
-            noise = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in data["noise_bufs"].item().items()}
-    if w.ndim == 2:
-        w = w[None]
-    return w, noise
+    if not path.exists():
+        raise ProjectionNotFoundError(f"projection file not found: {path}")
+    if path.is_dir():
+        raise ProjectionFileError(f"{path}: is a directory, not a projection file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return _read_projection(archive, max_bytes)
+    except zipfile.BadZipFile as err:
+        raise ProjectionFileError(f"{path}: not a readable .npz (zip) archive ({err})") from err
+    except MemoryError as err:
+        raise ProjectionFileError(f"{path}: not enough memory to read the projection") from err
+    except Exception as err:  # noqa: BLE001 - zip, zlib, .npy header and pickle parsers raise many types on bad bytes
+        raise ProjectionFileError(f"{path}: {err if isinstance(err, ValueError) else f'corrupt archive ({type(err).__name__}: {err})'}") from err
 
 
 # ----------------------------------------------------------------------------------------------
