@@ -40,6 +40,10 @@ FLOAT_8BIT_MIN_MAX = 2.0
 
 BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
 
+# The raster formats Pillow may decode here (its JPEG opener also reads the multi-picture JPEGs of
+# many cameras). Others, such as EPS (decoded by running Ghostscript), are refused as unrecognised.
+IMAGE_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP", "PPM", "TGA")
+
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 
@@ -150,7 +154,7 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             # The cap below replaces Pillow's warning; its hard limit (DecompressionBombError) still applies.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(path, formats=IMAGE_FORMATS) as img:
                 width, height = img.size
                 if width * height > max_pixels:
                     raise ImageLoadError(
@@ -167,7 +171,7 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as err:
         raise ImageLoadError(f"{path}: the image is too large to decode safely (Pillow: {err})") from err
     except UnidentifiedImageError as err:
-        raise ImageLoadError(f"{path}: not a recognised image file ({err})") from err
+        raise ImageLoadError(f"{path}: not a recognised image file (accepted formats: {', '.join(IMAGE_FORMATS)})") from err
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise ImageLoadError(f"{path}: the image is truncated or corrupt ({type(err).__name__}: {err})") from err
     except MemoryError as err:

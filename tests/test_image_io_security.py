@@ -220,6 +220,14 @@ def test_truncated_images_raise_image_load_error_naming_the_file(tmp_path, fmt, 
             load_image(path)
 
 
+def test_formats_outside_the_raster_allowlist_are_refused(tmp_path):
+    # EPS would be decoded by running Ghostscript; it is never opened.
+    path = tmp_path / "figure.eps"
+    Image.new("RGB", (40, 40)).save(path, format="EPS")
+    with pytest.raises(ImageLoadError, match=r"figure\.eps.*not a recognised image file"):
+        load_image(path)
+
+
 # ---------------------------------------------------------------------------------------------
 # Writing images: read-only files
 
