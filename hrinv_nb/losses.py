@@ -277,8 +277,11 @@ def _size_pair(size: int | tuple[int, int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
-def area_resize(img: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """``F.interpolate(mode='area')`` to ``size`` (an int gives a square, as in the authors' code)."""
+def area_resize(img: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
+    """``F.interpolate(mode='area')`` of ``img`` [B, C, H, W] to ``size``: an int gives a square (as in the
+    authors' code), a pair is (H', W'). A box average when shrinking; nearest-neighbour when enlarging."""
+    assert img.ndim == 4, f"expected [B,C,H,W], got {tuple(img.shape)}"
+    assert isinstance(size, int) or len(size) == 2, f"size must be an int or (H, W), got {size!r}"
     return F.interpolate(img, size=_size_pair(size), mode="area")
 
 

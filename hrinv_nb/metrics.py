@@ -1,5 +1,7 @@
-"""Reconstruction metrics (spec §3.6) and a high-frequency artifact measure.
+"""Reconstruction metrics (PSNR, SSIM, LPIPS, as the paper reports them) and high-frequency measures.
 
+The spectral primitives (:func:`residual_band_power`, :func:`band_power`) live in
+:mod:`hrinv_nb.spectral`, which documents the frequency conventions; they are re-exported here.
 All functions take ``(img, target)`` tensors ``[B, 3, H, W]`` in [-1, 1] and return a float
 (the mean over the batch). PSNR and SSIM use scikit-image on uint8 images (rounded, data range 255).
 LPIPS uses the ``lpips`` package (``net='vgg'``, v0.1) and needs torchvision's ImageNet VGG16
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 
 from .images import to_uint8
+from .spectral import band_power, relative_band_power, residual_band_power  # noqa: F401 (band_power: public here too)
 
 TORCHVISION_VGG16_ENV = "HRINV_TORCHVISION_VGG16"
 TORCHVISION_VGG16_FILE = "vgg16-397923af.pth"
@@ -112,27 +115,6 @@ def lpips(img: torch.Tensor, target: torch.Tensor, *, weights: str | os.PathLike
     return float(value.mean())
 
 
-def _radial_frequency(height: int, width: int, device: torch.device) -> torch.Tensor:
-    """|f| / Nyquist for every bin of an ``fft2`` of size H×W (1 = Nyquist along an axis)."""
-    fy = torch.fft.fftfreq(height, device=device, dtype=torch.float64) / 0.5
-    fx = torch.fft.fftfreq(width, device=device, dtype=torch.float64) / 0.5
-    return torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
-
-
-def residual_band_power(img: torch.Tensor, target: torch.Tensor, cutoff: float = 0.5) -> torch.Tensor:
-    """Per-sample, per-channel power of ``img - target`` at radial frequency > ``cutoff`` × Nyquist, ``[B, C]``.
-
-    Power is normalised so that the sum over all bins equals the mean squared residual (Parseval).
-    """
-    assert img.ndim == 4 and img.shape == target.shape, f"shape mismatch: {tuple(img.shape)} vs {tuple(target.shape)}"
-    residual = (img.detach().double() - target.detach().double().to(img.device))
-    height, width = residual.shape[2:]
-    spectrum = torch.fft.fft2(residual)
-    power = spectrum.abs().square() / float(height * width) ** 2
-    mask = _radial_frequency(height, width, residual.device) > cutoff
-    return (power * mask).sum(dim=(2, 3))
-
-
 def hf_artifact_energy(img: torch.Tensor, target: torch.Tensor, cutoff: float = 0.5) -> float:
     """Residual power above ``cutoff`` × Nyquist, averaged over batch and channels.
 
@@ -199,22 +181,14 @@ def vgg_feature_distance(img: torch.Tensor, target: torch.Tensor, *, weights: st
     return float(vgg_feature_distance_per_sample(img, target, weights=weights, layers=layers).mean())
 
 
-def band_power(img: torch.Tensor, cutoff: float = 0.5) -> torch.Tensor:
-    """Per-sample power of ``img`` (mean over channels, each channel's mean removed) above ``cutoff`` × Nyquist, ``[B]``."""
-    assert img.ndim == 4, f"expected [B,C,H,W], got {tuple(img.shape)}"
-    centred = img - img.mean(dim=(2, 3), keepdim=True)
-    return residual_band_power(centred, torch.zeros_like(centred), cutoff).mean(dim=1)
-
-
 def detail_ratio(img: torch.Tensor, target: torch.Tensor, cutoff: float = 0.5) -> float:
     """Band power of ``img`` above ``cutoff`` × Nyquist over that of ``target`` (batch mean of per-sample ratios).
 
     1 means as much fine detail as the target; < 1 is blurrier; > 1 has extra high-frequency content
     (texture or artifacts — pair it with :func:`hf_artifact_energy`, which measures the *error* in that band).
+    The batch mean of :func:`hrinv_nb.spectral.relative_band_power`.
     """
-    assert img.shape == target.shape, f"shape mismatch: {tuple(img.shape)} vs {tuple(target.shape)}"
-    ref = band_power(target.detach().double(), cutoff)
-    return float((band_power(img.detach().double(), cutoff) / ref.clamp_min(1e-20)).mean())
+    return float(relative_band_power(img, target, cutoff).mean())
 
 
 def gradient_magnitude(img: torch.Tensor) -> torch.Tensor:

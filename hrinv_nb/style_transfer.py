@@ -1,8 +1,9 @@
-"""Style transfer through noise maps (Fig. 11, spec §8.1) and non-square inversion (Figs. 4, 10).
+"""Style transfer through noise maps (Fig. 11) and non-square inversion (Figs. 4, 10).
 
 Noise style transfer: invert the *style* image with w only (noise maps fixed), then freeze that w
 and optimise only fresh noise maps on the *content* image. The result G(w_style, n_content) keeps
 the style image's global look (w) while the noise maps carry the content's spatial detail.
+Its measurements are in :func:`hrinv_nb.studies.w_vs_noise.transfer_measures`.
 """
 
 from __future__ import annotations
@@ -57,37 +58,3 @@ def invert_nonsquare(G: Generator, target: torch.Tensor, *, loss: PerceptualLoss
         raise TypeError("non-square inversion needs a Style-INR generator (hrinv_nb.inr.StyleINRGenerator)")
     assert target.ndim == 4 and target.shape[:2] == (1, 3), f"target must be [1,3,H,W], got {tuple(target.shape)}"
     return project(with_shape(G, tuple(target.shape[-2:])), target, loss=loss, **project_kwargs)
-
-
-def transfer_measures(G: Generator, result: NoiseStyleTransfer, content: torch.Tensor, style: torch.Tensor, *,
-                      embed=None, cutoff: float = 0.5, thumb_size: int = 8) -> dict[str, dict[str, float | None]]:
-    """How much of the content the noise maps carry, for the style image, G(w_s), G(w_s, 0) and the result.
-
-    Per image: PSNR vs content and vs style, fine-detail power above ``cutoff`` × Nyquist relative to
-    the content's, PSNR of ``thumb_size``² area thumbnails (the global colour scheme) vs the content's
-    and vs G(w_s)'s, and with ``embed`` (a batched identity embedder) the identity distance to the content.
-    """
-    import torch.nn.functional as F
-
-    from . import metrics
-    from .studies.w_vs_noise import hf_energy_ratio_to, synthesize, zero_noise
-    from .retrieval import identity_distance
-
-    assert content.shape == style.shape == result.image.shape, (content.shape, style.shape, result.image.shape)
-
-    def thumb(x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, size=(thumb_size, thumb_size), mode="area")
-
-    images = {"style image": style, "G(w_s)": result.style.image,
-              "G(w_s, 0)": synthesize(G, result.w, zero_noise(G)), "G(w_s, n_c)": result.image}
-    out: dict[str, dict[str, float | None]] = {}
-    for name, img in images.items():
-        out[name] = {
-            "psnr_vs_content_db": metrics.psnr(img, content),
-            "psnr_vs_style_db": metrics.psnr(img, style),
-            "hf_ratio_to_content": hf_energy_ratio_to(img, content, cutoff),
-            "thumb_psnr_vs_content_db": metrics.psnr(thumb(img), thumb(content)),
-            "thumb_psnr_vs_G_ws_db": metrics.psnr(thumb(img), thumb(result.style.image)),
-            "id_dist_to_content": float(identity_distance(embed, img, content).mean()) if embed is not None else None,
-        }
-    return out

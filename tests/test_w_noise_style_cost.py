@@ -1,17 +1,18 @@
-"""hrinv_nb.studies.w_vs_noise (what w and n reconstruct, Fig. 4) and hrinv_nb.studies.cost (Table I timing and memory)."""
+"""hrinv_nb.noise_maps (rendering with given noise maps, the w/n split), hrinv_nb.studies.w_vs_noise
+(what w and n reconstruct, Fig. 4) and hrinv_nb.studies.cost (Table I timing and memory)."""
 
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
 
-from hrinv_nb.studies import cost
-from hrinv_nb.studies import w_vs_noise as wn
+from hrinv_nb import noise_maps
 from hrinv_nb.losses import perceptual_loss
 from hrinv_nb.networks import Generator, noise_buffers
+from hrinv_nb.studies import cost
+from hrinv_nb.studies import w_vs_noise as wn
 
 TINY_KWARGS = dict(
     z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3, mapping_kwargs={"num_layers": 2},
@@ -52,68 +53,57 @@ def test_synthesize_defaults_to_own_maps_and_leaves_G_unchanged(G, w):
     ids = {k: id(v) for k, v in noise_buffers(G).items()}
     with torch.no_grad():
         reference = G.synthesis(w, noise_mode="const")
-    assert torch.equal(wn.synthesize(G, w), reference)
-    other = wn.synthesize(G, w, _random_noise(G))
+    assert torch.equal(noise_maps.synthesize(G, w), reference)
+    other = noise_maps.synthesize(G, w, _random_noise(G))
     assert not torch.allclose(other, reference)
     after = noise_buffers(G)
     assert {k: id(v) for k, v in after.items()} == ids
     assert all(torch.equal(after[k], before[k]) for k in before)
-    assert torch.equal(wn.synthesize(G, w), reference)
+    assert torch.equal(noise_maps.synthesize(G, w), reference)
 
 
 def test_scale_zero_is_zero_noise_and_scale_one_is_the_maps(G, w):
     noise = _random_noise(G)
-    zero = wn.synthesize(G, w, wn.zero_noise(G))
-    assert torch.equal(wn.synthesize(G, w, noise, scale=0.0), zero)
-    series = wn.noise_scale_series(G, w, noise, [0.0, 0.5, 1.0])
+    zero = noise_maps.synthesize(G, w, noise_maps.zero_noise(G))
+    assert torch.equal(noise_maps.synthesize(G, w, noise, scale=0.0), zero)
+    series = noise_maps.noise_scale_series(G, w, noise, [0.0, 0.5, 1.0])
     assert series.shape == (3, 3, 32, 32)
-    assert torch.equal(series[:1], zero) and torch.equal(series[2:], wn.synthesize(G, w, noise))
+    assert torch.equal(series[:1], zero) and torch.equal(series[2:], noise_maps.synthesize(G, w, noise))
     assert torch.isfinite(series).all()
 
 
 def test_split_adds_up_and_vanishes_without_noise_strength(G, w):
     noise = _random_noise(G)
-    split = wn.split_w_noise(G, w, noise)
+    split = noise_maps.split_w_noise(G, w, noise)
     assert torch.allclose(split.w_only + split.contribution, split.full)
     assert split.contribution.abs().max() > 0
     quiet = _generator(0.0)
-    split0 = wn.split_w_noise(quiet, w, noise)
+    split0 = noise_maps.split_w_noise(quiet, w, noise)
     assert torch.equal(split0.contribution, torch.zeros_like(split0.contribution))
 
 
 def test_noise_strengths_lists_every_noisy_layer(G):
-    strengths = wn.noise_strengths(G)
+    strengths = noise_maps.noise_strengths(G)
     assert len(strengths) == len(noise_buffers(G)) and all(v == pytest.approx(0.3) for v in strengths.values())
 
 
 def test_with_noise_strength_copies(G, w):
     quiet = _generator(0.0)
-    loud = wn.with_noise_strength(quiet, 0.3)
-    assert all(v == pytest.approx(0.3) for v in wn.noise_strengths(loud).values())
-    assert all(v == 0.0 for v in wn.noise_strengths(quiet).values())
-    assert torch.allclose(wn.synthesize(loud, w), wn.synthesize(G, w), atol=1e-6)
+    loud = noise_maps.with_noise_strength(quiet, 0.3)
+    assert all(v == pytest.approx(0.3) for v in noise_maps.noise_strengths(loud).values())
+    assert all(v == 0.0 for v in noise_maps.noise_strengths(quiet).values())
+    assert torch.allclose(noise_maps.synthesize(loud, w), noise_maps.synthesize(G, w), atol=1e-6)
 
 
-def test_hf_fraction_of_known_signals():
-    gen = torch.Generator().manual_seed(0)
-    white = torch.randn(1, 3, 64, 64, generator=gen)
-    # The share of the [-1, 1]² frequency square outside the radius-0.5 disc: 1 − π/16.
-    assert wn.hf_fraction(white, 0.5) == pytest.approx(1 - math.pi / 16, abs=0.03)
-    ramp = torch.linspace(-1, 1, 64).view(1, 1, 1, 64).expand(1, 3, 64, 64)
-    smooth = torch.sin(math.pi * ramp)
-    assert wn.hf_fraction(smooth, 0.5) < 0.01
-    assert wn.hf_fraction(torch.full((1, 3, 8, 8), 0.3)) == 0.0
-    assert wn.hf_energy_ratio_to(white, white) == pytest.approx(1.0)
-    assert wn.hf_energy_ratio_to(smooth, white) < 0.01
-
-
-def test_lowpass_psnr_ignores_fine_detail():
-    gen = torch.Generator().manual_seed(5)
-    base = torch.rand(1, 3, 32, 32, generator=gen) * 0.5
-    checker = (torch.arange(32).view(32, 1) + torch.arange(32).view(1, 32)) % 2 * 0.2 - 0.1
-    noisy = base + checker  # a pure Nyquist pattern averages out in 2×2 blocks
-    assert wn.lowpass_psnr(noisy, base, 16) == float("inf")
-    assert wn.lowpass_psnr(base + 0.2, base, 16) < 30
+def test_reconstruction_measures_of_the_target_itself():
+    gen = torch.Generator().manual_seed(4)
+    target = torch.rand(1, 3, 32, 32, generator=gen) * 2 - 1
+    blurred = torch.nn.functional.avg_pool2d(target, 3, stride=1, padding=1, count_include_pad=False)
+    out = wn.reconstruction_measures({"same": target, "blurred": blurred}, target, cutoff=0.5, lowpass_size=8)
+    assert out["same"]["psnr_db"] == float("inf") and out["same"]["hf_ratio_to_target"] == pytest.approx(1.0)
+    assert out["same"]["hf_residual_energy"] == 0.0
+    assert out["blurred"]["hf_ratio_to_target"] < 0.5 and out["blurred"]["hf_residual_energy"] > 0
+    assert out["blurred"]["lowpass_psnr_db"] > out["blurred"]["psnr_db"]
 
 
 def test_signed_difference_is_grey_for_equal_images():

@@ -1,6 +1,6 @@
-"""Measurements for the Style-INR-GAN notebook (Figs. 3, 4, 10): renders at several shapes, the
-frequency split of an inversion residual (what w and n reconstruct), and the global colour shift
-of a panorama inversion (Sec. IV-F).
+"""Measurements on a Style-INR generator (Figs. 3, 4, 10): renders at several shapes, resizing them
+back to a common grid, and the global colour shift of a panorama inversion (Sec. IV-F). The
+frequency split of an inversion residual is :func:`hrinv_nb.spectral.residual_band_split`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 
 from ..inr import INRSynthesisNetwork
-from ..metrics import residual_band_power
 from ..networks import Generator
 
 
@@ -30,22 +29,14 @@ def render_shapes(G: Generator, ws: torch.Tensor, shapes: Sequence[Sequence[int]
     return out
 
 
-def area_resize(img: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-    """Antialiased resize of ``img`` [B, 3, H, W] to ``shape`` (H', W') (area-like, bilinear antialias)."""
-    return F.interpolate(img, size=(int(shape[0]), int(shape[1])), mode="bilinear", align_corners=False, antialias=True)
+def antialiased_resize(img: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Bilinear resize with antialiasing of ``img`` [B, C, H, W] to ``shape`` (H', W').
 
-
-def band_split(img: torch.Tensor, target: torch.Tensor, low: float = 0.25, high: float = 0.5) -> dict[str, float]:
-    """Residual power of ``img − target`` below ``low`` and above ``high`` × Nyquist, and in total.
-
-    Values are mean squared residuals (Parseval), averaged over batch and channels, so
-    ``low_power + mid + high_power = total``; ``low`` is the contour/colour band, ``high`` the detail band.
+    Unlike :func:`hrinv_nb.losses.area_resize` (a box average, nearest-neighbour when enlarging), it
+    interpolates, so it suits shapes that shrink along one axis and grow along the other.
     """
-    assert 0 <= low <= high, (low, high)
-    total = float(residual_band_power(img, target, -1.0).mean())
-    above_low = float(residual_band_power(img, target, low).mean())
-    high_power = float(residual_band_power(img, target, high).mean())
-    return {"total": total, "low": total - above_low, "high": high_power}
+    assert img.ndim == 4 and len(shape) == 2, (tuple(img.shape), shape)
+    return F.interpolate(img, size=(int(shape[0]), int(shape[1])), mode="bilinear", align_corners=False, antialias=True)
 
 
 def colour_shift(recon: torch.Tensor, target: torch.Tensor) -> dict[str, object]:

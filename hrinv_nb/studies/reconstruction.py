@@ -4,7 +4,7 @@ A *row* is one inversion setting (a loss, a loss-input size, w or w+n, noise reg
 on a batch of targets with :func:`hrinv_nb.batch_projection.project_batch`; :func:`measure` turns
 its reconstructions into per-sample numbers (PSNR, SSIM, the high-frequency artifact energy, the
 detail and sharpness ratios, optionally an LPIPS-style feature distance); :func:`paired` compares
-two rows on the same targets (mean difference and its standard error).
+two rows on the same targets (:mod:`hrinv_nb.studies.verdict` turns that into a verdict).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from torch import nn
 from .. import metrics
 from ..batch_projection import BatchProjectionResult, project_batch
 from ..losses import PerceptualLoss
+from .verdict import PairedDifference, paired_difference, standard_error
 
 
 @dataclass
@@ -42,8 +43,7 @@ class StudyRow:
 
     def sem(self, key: str) -> float:
         """Standard error of the mean over samples (0 for one sample)."""
-        values = np.asarray(self.measures[key], dtype=float)
-        return float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else 0.0
+        return standard_error(self.measures[key]) if len(self.measures[key]) > 1 else 0.0
 
 
 def measure(
@@ -93,14 +93,9 @@ def run_row(
                     feature_weights=feature_weights), seconds, result, settings, cpu_seconds)
 
 
-def paired(a: StudyRow, b: StudyRow, key: str) -> tuple[float, float]:
-    """Mean of ``b − a`` over the shared samples and its standard error (a paired comparison)."""
-    x = np.asarray(a.measures[key], dtype=float)
-    y = np.asarray(b.measures[key], dtype=float)
-    assert x.shape == y.shape, (x.shape, y.shape)
-    diff = y - x
-    sem = float(diff.std(ddof=1) / math.sqrt(diff.size)) if diff.size > 1 else float("nan")
-    return float(diff.mean()), sem
+def paired(a: StudyRow, b: StudyRow, key: str) -> PairedDifference:
+    """``b − a`` of measure ``key`` over the shared samples (:func:`hrinv_nb.studies.verdict.paired_difference`)."""
+    return paired_difference(a.measures[key], b.measures[key])
 
 
 def busiest_box(img: torch.Tensor, size: int) -> tuple[int, int, int, int]:

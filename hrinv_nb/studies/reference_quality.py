@@ -1,5 +1,6 @@
-"""Reference quality (Fig. 8): blur a style reference and measure how much high-frequency content
-survives in images derived from it (its projection into G_t, the blended image, the LSO result).
+"""Reference quality (Fig. 8): blur a style reference, then measure how much high-frequency content
+survives in images derived from it (its projection into G_t, the blended image, the LSO result)
+with :func:`hrinv_nb.spectral.high_frequency_share` at :data:`SHARPNESS_CUTOFF`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..metrics import residual_band_power
+SHARPNESS_CUTOFF = 0.25
+"""Radial cutoff (× Nyquist) of the sharpness measure: a quarter of Nyquist, lower than the 0.5 of the
+artifact measures, so that the band also covers the middle frequencies a moderate Gaussian blur
+attenuates (σ = 1 px halves the power at a quarter of Nyquist) and not only the top band."""
 
 
 def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -29,15 +33,3 @@ def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
     out = F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
     assert out.shape == img.shape, (tuple(out.shape), tuple(img.shape))
     return out
-
-
-def hf_fraction(img: torch.Tensor, cutoff: float = 0.25) -> torch.Tensor:
-    """Per image [B]: the share of its (mean-removed) power above ``cutoff`` × Nyquist, averaged over channels.
-
-    A sharpness measure independent of contrast: blurring lowers it, noise and texture raise it.
-    """
-    assert img.ndim == 4 and img.shape[1] == 3, f"expected [B,3,H,W], got {tuple(img.shape)}"
-    mean = img.mean(dim=(2, 3), keepdim=True).expand_as(img)
-    total = residual_band_power(img, mean, -1.0)  # [B, C]
-    high = residual_band_power(img, mean, cutoff)
-    return (high / total.clamp_min(1e-20)).mean(dim=1).float()

@@ -1,120 +1,24 @@
-"""What the latent code w and the noise maps n each reconstruct (Fig. 4; spec §3.3).
+"""Measurements of what the latent code w and the noise maps n each reconstruct.
 
-After an optim(w, n) inversion, the image G(w, n) splits into the part that w alone carries,
-G(w, 0) (every noise map zero), and the noise contribution G(w, n) − G(w, 0). These helpers render
-G(w, s·n) for any scale s without touching the generator (its noise buffers are swapped in and
-restored), and measure how an image's power is spread over spatial frequencies.
-
-Frequencies are radial, in units of the Nyquist frequency (1 = Nyquist along an axis), as in
-:func:`hrinv_nb.metrics.residual_band_power`; the DC term (the mean colour) is never "high".
+The rendering half (G(w, s·n), the split G(w, n) = G(w, 0) + noise contribution) is method-level and
+lives in :mod:`hrinv_nb.noise_maps`; the frequency measures in :mod:`hrinv_nb.spectral` (radial
+frequencies in units of Nyquist; the DC term, the mean colour, is never "high"). Here: the
+measurement tables built from them, for an inversion (:func:`reconstruction_measures`) and for a
+noise style transfer (:func:`transfer_measures`), and a display helper for signed differences.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 import torch
 
-from ..metrics import residual_band_power
-from ..networks import Generator, noise_buffers, set_noise_buffers
-
-NoiseMaps = Mapping[str, torch.Tensor]
-
-
-def zero_noise(G: Generator) -> dict[str, torch.Tensor]:
-    """All-zero maps for every noise buffer of ``G`` (G(w, 0): what w alone draws)."""
-    return {name: torch.zeros_like(buf) for name, buf in noise_buffers(G).items()}
-
-
-def noise_strengths(G: Generator) -> dict[str, float]:
-    """The learned per-layer noise strength of every synthesis layer (the noise map is scaled by it), by layer name."""
-    return {name: float(module.noise_strength) for name, module in G.synthesis.named_modules()
-            if isinstance(getattr(module, "noise_strength", None), torch.Tensor)}
-
-
-def with_noise_strength(G: Generator, strength: float) -> Generator:
-    """A deep copy of ``G`` whose every synthesis layer has its noise strength set to ``strength``.
-
-    An ablation, not a trained generator: it lets the noise maps act on a G that learned to ignore them.
-    """
-    import copy
-
-    G2 = copy.deepcopy(G)
-    with torch.no_grad():
-        for module in G2.synthesis.modules():
-            if isinstance(getattr(module, "noise_strength", None), torch.Tensor):
-                module.noise_strength.fill_(float(strength))
-    return G2
-
-
-def synthesize(G: Generator, w: torch.Tensor, noise: NoiseMaps | None = None, *, scale: float = 1.0) -> torch.Tensor:
-    """G(w, scale·noise) [B, 3, H, W] without gradients; ``noise=None`` uses G's own constant maps.
-
-    ``w`` is [B, num_ws, w_dim]. Maps missing from ``noise`` keep G's own; G is left unchanged.
-    """
-    assert w.ndim == 3 and w.shape[1:] == (G.num_ws, G.w_dim), f"w must be [B,{G.num_ws},{G.w_dim}], got {tuple(w.shape)}"
-    saved = noise_buffers(G)
-    try:
-        if noise is not None or scale != 1.0:
-            source = saved if noise is None else {**saved, **noise}
-            set_noise_buffers(G, {k: (v.to(saved[k]) * scale) for k, v in source.items()})
-        with torch.no_grad():
-            return G.synthesis(w, noise_mode="const")
-    finally:
-        set_noise_buffers(G, saved)
-
-
-def noise_scale_series(G: Generator, w: torch.Tensor, noise: NoiseMaps, scales: Sequence[float]) -> torch.Tensor:
-    """G(w, s·noise) for each s in ``scales``: [len(scales), 3, H, W] (``w`` is [1, num_ws, w_dim])."""
-    assert w.shape[0] == 1, f"one code, got a batch of {w.shape[0]}"
-    return torch.cat([synthesize(G, w, noise, scale=float(s)) for s in scales])
-
-
-@dataclass
-class WNoiseSplit:
-    """``full`` = G(w, n); ``w_only`` = G(w, 0); ``contribution`` = full − w_only (all [1, 3, H, W])."""
-
-    full: torch.Tensor
-    w_only: torch.Tensor
-    contribution: torch.Tensor
-
-
-def split_w_noise(G: Generator, w: torch.Tensor, noise: NoiseMaps) -> WNoiseSplit:
-    """Split G(w, n) into what w carries (zero noise maps) and what the noise maps add."""
-    full = synthesize(G, w, noise)
-    w_only = synthesize(G, w, zero_noise(G))
-    return WNoiseSplit(full=full, w_only=w_only, contribution=full - w_only)
-
-
-def band_power(x: torch.Tensor, cutoff: float = 0.5) -> float:
-    """Mean power of ``x`` [B, C, H, W] above ``cutoff`` × Nyquist (a negative cutoff: every bin, DC included)."""
-    return float(residual_band_power(x, torch.zeros_like(x), cutoff).mean())
-
-
-def hf_fraction(x: torch.Tensor, cutoff: float = 0.5) -> float:
-    """Fraction of the power of ``x`` (its mean removed per channel) above ``cutoff`` × Nyquist; 0 for a flat x."""
-    assert x.ndim == 4, f"expected [B,C,H,W], got {tuple(x.shape)}"
-    centred = x - x.mean(dim=(2, 3), keepdim=True)
-    total = band_power(centred, -1.0)
-    return band_power(centred, cutoff) / total if total > 0 else 0.0
-
-
-def hf_energy_ratio_to(img: torch.Tensor, target: torch.Tensor, cutoff: float = 0.5) -> float:
-    """Power of ``img`` above ``cutoff`` × Nyquist relative to the target's (1: as much fine detail as the target)."""
-    assert img.shape == target.shape, f"shape mismatch: {tuple(img.shape)} vs {tuple(target.shape)}"
-    reference = band_power(target, cutoff)
-    return band_power(img, cutoff) / reference if reference > 0 else float("nan")
-
-
-def lowpass_psnr(img: torch.Tensor, target: torch.Tensor, size: int = 16) -> float:
-    """PSNR (dB) of ``size``² area-downsampled copies: how well the coarse layout and colours ("contours") match."""
-    import torch.nn.functional as F
-
-    from ..metrics import psnr
-
-    assert img.shape == target.shape and img.ndim == 4, f"shape mismatch: {tuple(img.shape)} vs {tuple(target.shape)}"
-    return psnr(F.interpolate(img, size=(size, size), mode="area"), F.interpolate(target, size=(size, size), mode="area"))
+from ..losses import area_resize
+from ..metrics import detail_ratio, hf_artifact_energy, psnr
+from ..networks import Generator
+from ..noise_maps import synthesize, zero_noise
+from ..spectral import lowpass_psnr
+from ..style_transfer import NoiseStyleTransfer
 
 
 def signed_difference(a: torch.Tensor, b: torch.Tensor, gain: float = 4.0) -> torch.Tensor:
@@ -127,11 +31,37 @@ def reconstruction_measures(images: Mapping[str, torch.Tensor], target: torch.Te
                             lowpass_size: int = 16) -> dict[str, dict[str, float]]:
     """Per image: PSNR, thumbnail PSNR (``lowpass_size``²), fine-detail power relative to the target's
     (above ``cutoff`` × Nyquist), and the residual's power above the cutoff (the artifact measure)."""
-    from ..metrics import hf_artifact_energy, psnr
-
     out = {}
     for name, img in images.items():
         out[name] = {"psnr_db": psnr(img, target), "lowpass_psnr_db": lowpass_psnr(img, target, lowpass_size),
-                     "hf_ratio_to_target": hf_energy_ratio_to(img, target, cutoff),
+                     "hf_ratio_to_target": detail_ratio(img, target, cutoff),
                      "hf_residual_energy": hf_artifact_energy(img, target, cutoff)}
+    return out
+
+
+def transfer_measures(G: Generator, result: NoiseStyleTransfer, content: torch.Tensor, style: torch.Tensor, *,
+                      embed=None, cutoff: float = 0.5, thumb_size: int = 8) -> dict[str, dict[str, float | None]]:
+    """How much of the content the noise maps carry, for the style image, G(w_s), G(w_s, 0) and the result.
+
+    Per image: PSNR vs content and vs style, fine-detail power above ``cutoff`` × Nyquist relative to
+    the content's (:func:`hrinv_nb.metrics.detail_ratio`), PSNR of ``thumb_size``² area thumbnails
+    (the global colour scheme) vs the content's and vs G(w_s)'s, and with ``embed`` (a batched
+    identity embedder) the identity distance to the content.
+    """
+    from ..retrieval import identity_distance
+
+    assert content.shape == style.shape == result.image.shape, (content.shape, style.shape, result.image.shape)
+    g_ws_thumb = area_resize(result.style.image, thumb_size)
+    images = {"style image": style, "G(w_s)": result.style.image,
+              "G(w_s, 0)": synthesize(G, result.w, zero_noise(G)), "G(w_s, n_c)": result.image}
+    out: dict[str, dict[str, float | None]] = {}
+    for name, img in images.items():
+        out[name] = {
+            "psnr_vs_content_db": psnr(img, content),
+            "psnr_vs_style_db": psnr(img, style),
+            "hf_ratio_to_content": detail_ratio(img, content, cutoff),
+            "thumb_psnr_vs_content_db": lowpass_psnr(img, content, thumb_size),
+            "thumb_psnr_vs_G_ws_db": psnr(area_resize(img, thumb_size), g_ws_thumb),
+            "id_dist_to_content": float(identity_distance(embed, img, content).mean()) if embed is not None else None,
+        }
     return out
