@@ -157,8 +157,8 @@ def test_reconstruction_study_row_measures_and_pairs():
     assert set(row.measures) == {"psnr", "ssim", "hf_energy", "detail_ratio", "sharpness_ratio"}
     assert all(len(v) == 2 for v in row.measures.values())
     assert row.cpu_seconds >= 0 and row.seconds > 0
-    diff, sem = study.paired(row, row, "psnr")
-    assert diff == 0.0 and sem == 0.0
+    same = study.paired(row, row, "psnr")
+    assert same.mean == 0.0 and same.sem == 0.0 and same.n == 2
     numbers = study.numbers_of([row])
     assert numbers["mse"]["psnr_mean"] == pytest.approx(row.mean("psnr"))
     assert study.summary_rows([row], ["psnr", "lpips"])[0][2] == "–"
