@@ -1,4 +1,4 @@
-"""Cost of inversion, LSO and generation: wall time and peak memory (Table I; spec §2.1 "Memory").
+"""Cost of inversion, LSO and generation: wall time and peak memory, the two columns of Table I.
 
 Each measurement runs in its own fresh interpreter (:func:`measure`, which runs
 ``python -m hrinv_nb.studies.cost --task ...``), so that the peak memory reported belongs to that task alone:

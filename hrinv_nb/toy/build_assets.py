@@ -188,7 +188,8 @@ def build_target(style: str, steps: int, progress: bool = True) -> Path:
 
 
 def build_inr(steps: int, progress: bool = True) -> Path:
-    """Attach a Style-INR head to the frozen G_s and fit it at several output shapes (spec §7)."""
+    """Attach a Style-INR head to the frozen G_s and fit it at several output shapes (the toy Style-INR-GAN:
+    the same w renders at any resolution and aspect ratio)."""
     src = load_networks(DATA / "G_s.safetensors")
     G = attach_inr_head(src.G, seed=7)
     t0 = time.perf_counter()
