@@ -3,7 +3,12 @@
 A γ schedule maps each synthesis block resolution r to γ_r: θ_m = θ_s + γ_r (θ_t − θ_s) for every
 parameter and buffer of block ``b{r}`` of the synthesis network (the mapping network and any INR
 head are never touched). W+ rows are paired with blocks the authors' way: rows (2j, 2j+1) belong to
-block b(4·2^j) (spec §1.2; the true consumers are offset by one, which is harmless).
+block b(4·2^j). The rows a block's layers actually read are offset by one; the authors' pairing is
+kept so that a γ schedule means on w what it means in their code (the shift is one row of a smooth
+schedule, hence harmless).
+
+:func:`mix` is the one dispatcher from a mixing-method name to a mixed generator and code; every
+stylisation (:func:`hrinv_nb.gallery.stylize_pairs`) goes through it.
 
 The paper's default, 0.2 for b4–b64 and 0.7 for b128–b1024 at 1024², is scaled to other
 resolutions by block *index*: the first half of the blocks above b4 (b4 included) get the low γ.
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import HrinvError
 from .networks import Generator
 
 Gamma = float | Mapping[int, float]
@@ -156,26 +162,41 @@ class Mix:
     gamma: dict[int, float]
 
 
+def method_schedule(G: Generator, method: str, gamma: Gamma | None = None, swap_res: int | None = None) -> dict[int, float]:
+    """The γ schedule of a Fig. 2 ``method``: a 0/1 swap at ``swap_res`` (default :func:`default_swap_res`)
+    for ``layer_swap`` and ``swap_g_and_w``, :func:`gamma_schedule` of ``gamma`` (default: the paper's)
+    for ``lerp`` and ``lerp_lso``. Raises :class:`~hrinv_nb.errors.HrinvError` for an unknown name."""
+    if method not in MIXING_METHODS:
+        raise HrinvError(f"unknown mixing method {method!r}; expected one of {MIXING_METHODS}")
+    if method in ("layer_swap", "swap_g_and_w"):
+        return swap_schedule(G, swap_res if swap_res is not None else default_swap_res(G))
+    return gamma_schedule(G, gamma)
+
+
+def mixed_generator(G_s: Generator, G_t: Generator, method: str, gamma: Gamma | None = None,
+                    swap_res: int | None = None) -> tuple[Generator, dict[int, float]]:
+    """The mixed generator G_m of ``method`` (Eq. 6 with :func:`method_schedule`) and its schedule.
+
+    G_m does not depend on the codes, so one G_m serves every (content, style) pair of a method.
+    """
+    sched = method_schedule(G_s, method, gamma, swap_res)
+    return blend_generators(G_s, G_t, sched), sched
+
+
 def mix(method: str, G_s: Generator, G_t: Generator, w_s: torch.Tensor, w_t: torch.Tensor | None = None,
         gamma: Gamma | None = None, swap_res: int | None = None) -> Mix:
-    """The mixing methods of Fig. 2 by name.
+    """The mixing methods of Fig. 2 by name, for codes ``w_s`` (and ``w_t``) [B, num_ws, w_dim].
 
-    * ``layer_swap`` (a): high blocks of G_s replaced by G_t's (γ ∈ {0,1}), w = w_s;
+    * ``layer_swap`` (a): high blocks of G_s replaced by G_t's (γ ∈ {0,1}), w = w_s (``w_t`` unused);
     * ``swap_g_and_w`` (b): the same γ ∈ {0,1} on G and on w (w_t from a style gallery);
     * ``lerp`` and ``lerp_lso`` (c, d): γ-interpolation of G and w (LSO is then run by
-      :func:`hrinv_nb.lso.lso` on the returned mix).
+      :func:`hrinv_nb.lso.lso` on the returned mix; :func:`hrinv_nb.gallery.stylize_pairs` does both).
     """
-    if method not in MIXING_METHODS:
-        raise ValueError(f"unknown mixing method {method!r}; expected one of {MIXING_METHODS}")
-    if method in ("layer_swap", "swap_g_and_w"):
-        sched = swap_schedule(G_s, swap_res if swap_res is not None else default_swap_res(G_s))
-    else:
-        sched = gamma_schedule(G_s, gamma)
-    G_m = blend_generators(G_s, G_t, sched)
+    G_m, sched = mixed_generator(G_s, G_t, method, gamma, swap_res)
     if method == "layer_swap":
         w_m = w_s.clone()
     else:
         if w_t is None:
-            raise ValueError(f"method {method!r} needs the style code w_t")
+            raise HrinvError(f"method {method!r} needs the style code w_t")
         w_m = blend_latents(w_s, w_t, sched, resolutions=block_resolutions(G_s))
     return Mix(method=method, G_m=G_m, w_m=w_m, gamma=sched)

@@ -1,21 +1,29 @@
-"""Style galleries: style codes of a target generator, and stylising a content against all of them.
+"""Style galleries (style codes of a target generator) and the package's one way to stylise contents
+against them.
 
 A gallery holds W+ codes of G_t (with their images): either sampled from G_t with their exact w
 (as the authors' gallery of 1000 samples, seed 0, ψ = 1), or w-only projections of style images.
-:func:`stylize` mixes one content code with every entry (Fig. 2 methods), batching the renders,
-and optionally runs LSO per entry, with a progress bar.
+
+:func:`stylize_pairs` stylises N content codes against S style codes (all N·S pairs, or given
+(content, style) index pairs from :func:`pair_indices` or a subset of them) with any mixing method of
+Fig. 2, and runs LSO (Eq. 8) on the pairs in batches of independent problems. It lives here, not in
+:mod:`hrinv_nb.blending` or :mod:`hrinv_nb.lso`, because it is the step above both: the mixing is
+:func:`hrinv_nb.blending.mix` (the one method-name dispatcher) and the optimisation is
+:func:`hrinv_nb.lso.lso`; the style side is a gallery's codes. :func:`stylize` is the same call for one
+content code and a :class:`StyleGallery`.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 
-from .blending import (Gamma, blend_generators, blend_latents, block_resolutions, default_swap_res, gamma_schedule,
-                       swap_schedule)
+from .blending import Gamma, mix
+from .errors import HrinvError
 from .losses import PerceptualLoss
 from .lso import LSOResult, lso, split_result
 from .networks import Generator
@@ -59,52 +67,152 @@ def gallery_from_images(G_t: Generator, images: torch.Tensor, *, loss: Perceptua
     return StyleGallery(torch.cat(ws), torch.cat(recon), source="projections")
 
 
+def pair_indices(n_contents: int, n_styles: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(content index, style index) [N·S] each of every pair, content-major: pair p = c · n_styles + s."""
+    if n_contents < 1 or n_styles < 1:
+        raise HrinvError(f"need at least one content and one style, got {n_contents} and {n_styles}")
+    return torch.arange(n_contents).repeat_interleave(n_styles), torch.arange(n_styles).repeat(n_contents)
+
+
 @dataclass
 class Stylized:
-    """Per gallery entry: ``images`` after the method, ``mixed`` before LSO, codes ``w``."""
+    """P stylised (content, style) pairs, in the order of ``content_index`` / ``style_index`` [P].
+
+    ``images`` [P, 3, H, W] the method's output (after LSO when it ran); ``mixed`` the images before
+    LSO; ``w`` the codes of ``images``; ``w_mixed`` the mixed codes (``w`` = ``w_mixed`` without LSO);
+    ``schedule`` the γ per synthesis block; ``lso`` the LSO result of all P pairs (``None`` without
+    LSO): ``offset``, ``distances`` (lists of P) and ``history`` (per step, summed over all pairs;
+    ``lr`` is the schedule).
+    """
 
     images: torch.Tensor
     mixed: torch.Tensor
     w: torch.Tensor
-    lso_results: list[LSOResult] = field(default_factory=list)
+    w_mixed: torch.Tensor
+    content_index: torch.Tensor
+    style_index: torch.Tensor
+    schedule: dict[int, float]
+    lso: LSOResult | None = None
+
+    def __len__(self) -> int:
+        return int(self.content_index.numel())
+
+    @property
+    def lso_results(self) -> list[LSOResult]:
+        """One single-pair :class:`LSOResult` per pair (empty without LSO)."""
+        return split_result(self.lso) if self.lso is not None else []
+
+
+def lso_initial_variables(n: int, w_dim: int, lso_kwargs: dict) -> torch.Tensor:
+    """The initial LSO variables of ``n`` problems: what :func:`hrinv_nb.lso` draws for one batch of all ``n``.
+
+    ``init_scale · randn`` from ``torch.Generator(seed)``, shaped [n, |rows|, w_dim] (or [n, K] with
+    ``directions``), with ``seed``, ``init_scale``, ``rows`` and ``directions`` taken from ``lso_kwargs``
+    or lso's defaults. Slicing these per batch makes every batching of the problems start alike.
+    """
+    defaults = {k: p.default for k, p in inspect.signature(lso).parameters.items()}
+    kw = {**defaults, **lso_kwargs}
+    directions = kw["directions"]
+    if directions is not None:
+        shape = [n, int(directions.shape[0])]
+    else:
+        shape = [n, len({int(r) for r in kw["rows"]}), w_dim]
+    return float(kw["init_scale"]) * torch.randn(shape, generator=torch.Generator().manual_seed(int(kw["seed"])))
+
+
+def _concat_lso(results: list[LSOResult]) -> LSOResult:
+    """One :class:`LSOResult` from the results of consecutive batches (distances as lists, history summed)."""
+    first = results[0]
+    history = {k: ([sum(r.history[k][t] for r in results) for t in range(len(v))] if k != "lr" else list(v))
+               for k, v in first.history.items()}
+    distances = {k: [x for r in results for x in (r.distances[k] if isinstance(r.distances[k], list)
+                                                  else [r.distances[k]])] for k in first.distances}
+    return LSOResult(w=torch.cat([r.w for r in results]), image=torch.cat([r.image for r in results]),
+                     mixed_image=torch.cat([r.mixed_image for r in results]),
+                     offset=torch.cat([r.offset for r in results]), rows=first.rows, history=history,
+                     distances=distances)
+
+
+def stylize_pairs(
+    G_s: Generator,
+    G_t: Generator,
+    w_s: torch.Tensor,
+    w_t: torch.Tensor,
+    method: str,
+    *,
+    pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
+    contents: torch.Tensor | None = None,
+    gamma: Gamma | None = None,
+    swap_res: int | None = None,
+    run_lso: bool | None = None,
+    lso_kwargs: dict | None = None,
+    batch_size: int = 32,
+    lso_batch_size: int | None = None,
+    progress: bool = True,
+) -> Stylized:
+    """Stylise contents ``w_s`` [N, num_ws, w_dim] (codes in G_s) with styles ``w_t`` [S, num_ws, w_dim] (in G_t).
+
+    ``method``: ``layer_swap`` | ``swap_g_and_w`` | ``lerp`` | ``lerp_lso`` (Fig. 2), mixed by
+    :func:`hrinv_nb.blending.mix` with ``gamma`` / ``swap_res``; ``pairs`` = (content index, style
+    index) [P] each (default: all N·S, :func:`pair_indices`). Without LSO the mixed codes are rendered
+    ``batch_size`` at a time. ``lerp_lso`` (or ``run_lso=True`` after any method, as Fig. 7 does) runs
+    :func:`hrinv_nb.lso` towards ``contents`` [N, 3, H, W] on ``lso_batch_size`` (default
+    ``batch_size``) pairs at a time, with ``lso_kwargs``. The initial variables of all P problems are
+    drawn at once (:func:`lso_initial_variables`), so a pair's result does not depend on the batching:
+    with batches of all P it is exactly one ``lso`` call; smaller batches agree up to float summation
+    order. (ε, with ``latent_noise_std`` > 0, is drawn per batch and so depends on the batching.)
+    """
+    num_ws, w_dim = G_s.num_ws, G_s.w_dim
+    assert w_s.ndim == 3 and w_s.shape[1:] == (num_ws, w_dim), f"w_s must be [N,{num_ws},{w_dim}], got {tuple(w_s.shape)}"
+    assert w_t.ndim == 3 and w_t.shape[1:] == (num_ws, w_dim), f"w_t must be [S,{num_ws},{w_dim}], got {tuple(w_t.shape)}"
+    run_lso = (method == "lerp_lso") if run_lso is None else bool(run_lso)
+    if method == "lerp_lso" and not run_lso:
+        raise HrinvError("lerp_lso is lerp followed by LSO: use method='lerp' for the mix alone")
+    lso_step = batch_size if lso_batch_size is None else lso_batch_size
+    if batch_size < 1 or lso_step < 1:
+        raise HrinvError(f"batch sizes must be >= 1, got {batch_size} and {lso_step}")
+    ci, si = pairs if pairs is not None else pair_indices(w_s.shape[0], w_t.shape[0])
+    ci, si = torch.as_tensor(ci).long().reshape(-1).cpu(), torch.as_tensor(si).long().reshape(-1).cpu()
+    if ci.numel() == 0 or ci.shape != si.shape:
+        raise HrinvError(f"pairs must be two equally long, non-empty index vectors, got {tuple(ci.shape)}, {tuple(si.shape)}")
+    if int(ci.min()) < 0 or int(ci.max()) >= w_s.shape[0] or int(si.min()) < 0 or int(si.max()) >= w_t.shape[0]:
+        raise HrinvError(f"pair indices out of range: {w_s.shape[0]} contents, {w_t.shape[0]} styles")
+    if run_lso:
+        if contents is None:
+            raise HrinvError("LSO needs the content images (its target)")
+        assert contents.ndim == 4 and contents.shape[0] == w_s.shape[0] and contents.shape[1] == 3, \
+            f"contents must be [{w_s.shape[0]},3,H,W], got {tuple(contents.shape)}"
+    m = mix(method, G_s, G_t, w_s[ci], w_t.to(w_s)[si], gamma=gamma, swap_res=swap_res)
+    n = m.w_m.shape[0]
+    if not run_lso:
+        with torch.no_grad():
+            mixed = torch.cat([m.G_m.synthesis(m.w_m[i : i + batch_size], noise_mode="const")
+                               for i in range(0, n, batch_size)])
+        return Stylized(images=mixed, mixed=mixed, w=m.w_m, w_mixed=m.w_m, content_index=ci, style_index=si,
+                        schedule=m.gamma)
+    kw = dict(lso_kwargs or {})
+    if kw.pop("optimize_noise", False):
+        raise HrinvError("optimize_noise changes the noise maps that all pairs share: run hrinv_nb.lso on one pair")
+    kw.pop("progress", None)  # the bar is over the batches
+    init = kw.pop("init", None)
+    init = lso_initial_variables(n, w_dim, kw) if init is None else init
+    assert init.shape[0] == n, f"init must hold one variable per pair ({n}), got {tuple(init.shape)}"
+    results = []
+    for i in tqdm(range(0, n, lso_step), disable=not progress, desc="LSO batches", leave=False):
+        idx = slice(i, i + lso_step)
+        results.append(lso(m.G_m, m.w_m[idx], contents[ci[idx]], init=init[idx], progress=False, **kw))
+    res = _concat_lso(results)
+    return Stylized(images=res.image, mixed=res.mixed_image, w=res.w, w_mixed=m.w_m, content_index=ci,
+                    style_index=si, schedule=m.gamma, lso=res)
 
 
 def stylize(G_s: Generator, G_t: Generator, w_s: torch.Tensor, gallery: StyleGallery, *, method: str = "lerp",
             gamma: Gamma | None = None, swap_res: int | None = None, content: torch.Tensor | None = None,
             lso_kwargs: dict | None = None, batch_size: int = 16, progress: bool = True,
             judge: Callable[[torch.Tensor, torch.Tensor], float] | None = None, lso_batch_size: int = 1) -> Stylized:
-    """Stylise the content code ``w_s`` [1, num_ws, w_dim] against every gallery entry.
-
-    ``method``: ``layer_swap`` | ``swap_g_and_w`` | ``lerp`` | ``lerp_lso`` (Fig. 2). The mixed
-    generator does not depend on the style code, so it is built once and the mixed codes are
-    rendered in batches of ``batch_size``; ``lerp_lso`` then runs LSO (needs ``content``) per entry,
-    ``lso_batch_size`` entries at a time (independent problems in one batch; 1 = one at a time).
-    """
-    if method in ("layer_swap", "swap_g_and_w"):
-        sched = swap_schedule(G_s, swap_res if swap_res is not None else default_swap_res(G_s))
-    elif method in ("lerp", "lerp_lso"):
-        sched = gamma_schedule(G_s, gamma)
-    else:
-        raise ValueError(f"unknown method {method!r}")
-    if method == "lerp_lso" and content is None:
-        raise ValueError("lerp_lso needs the content image (the LSO target)")
-    G_m = blend_generators(G_s, G_t, sched)
-    n = len(gallery)
-    if method == "layer_swap":
-        w_m = w_s.expand(n, -1, -1).clone()
-    else:
-        w_m = blend_latents(w_s.expand(n, -1, -1), gallery.w.to(w_s), sched, resolutions=block_resolutions(G_s))
-    mixed = []
-    with torch.no_grad():
-        for i in range(0, n, batch_size):
-            mixed.append(G_m.synthesis(w_m[i : i + batch_size], noise_mode="const"))
-    mixed_t = torch.cat(mixed)
-    if method != "lerp_lso":
-        return Stylized(images=mixed_t, mixed=mixed_t, w=w_m)
-    results: list[LSOResult] = []
-    step = max(1, int(lso_batch_size))
-    for i in tqdm(range(0, n, step), disable=not progress, desc="LSO over gallery"):
-        res = lso(G_m, w_m[i : i + step], content, progress=False, judge=judge, **(lso_kwargs or {}))
-        results.extend(split_result(res) if res.w.shape[0] > 1 else [res])
-    return Stylized(images=torch.cat([r.image for r in results]), mixed=mixed_t,
-                    w=torch.cat([r.w for r in results]), lso_results=results)
+    """Stylise one content code ``w_s`` [1, num_ws, w_dim] against every gallery entry: :func:`stylize_pairs`
+    with N = 1 and ``content`` [1, 3, H, W] as the LSO target; ``judge(a, b)`` fills the LSO distances."""
+    assert w_s.ndim == 3 and w_s.shape[0] == 1, f"w_s must be one code [1,num_ws,w_dim], got {tuple(w_s.shape)}"
+    kw = {**(lso_kwargs or {}), **({"judge": judge} if judge is not None else {})}
+    return stylize_pairs(G_s, G_t, w_s, gallery.w, method, contents=content, gamma=gamma, swap_res=swap_res,
+                         lso_kwargs=kw, batch_size=batch_size, lso_batch_size=lso_batch_size, progress=progress)

@@ -10,8 +10,9 @@ import torch
 
 import hrinv_nb
 from conftest import TINY
-from hrinv_nb.blending import (blend_generators, blend_latents, layer_swap, mix, paper_gamma, row_blocks,
-                               swap_schedule)
+from hrinv_nb.blending import (blend_generators, blend_latents, layer_swap, method_schedule, mix, mixed_generator,
+                               paper_gamma, row_blocks, swap_schedule)
+from hrinv_nb.errors import HrinvError
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,24 @@ def test_mixing_methods_by_name(pair):
     assert torch.equal(b.w_m[:, -2:], w_t[:, -2:]) and torch.equal(b.w_m[:, :2], w_s[:, :2])
     c = mix("lerp", G_s, G_t, w_s, w_t)
     torch.testing.assert_close(c.w_m, blend_latents(w_s, w_t))
-    with pytest.raises(ValueError):
+    with pytest.raises(HrinvError):
         mix("nonsense", G_s, G_t, w_s, w_t)
-    with pytest.raises(ValueError):
+    with pytest.raises(HrinvError):
         mix("lerp", G_s, G_t, w_s, None)
+
+
+def test_method_schedules_and_mixed_generator(pair):
+    G_s, G_t = pair
+    assert method_schedule(G_s, "layer_swap") == method_schedule(G_s, "swap_g_and_w") == swap_schedule(G_s, 32)
+    assert method_schedule(G_s, "swap_g_and_w", swap_res=8) == {4: 0.0, 8: 1.0, 16: 1.0, 32: 1.0, 64: 1.0}
+    assert method_schedule(G_s, "lerp") == method_schedule(G_s, "lerp_lso") == paper_gamma(G_s)
+    assert method_schedule(G_s, "lerp", gamma=0.5) == {r: 0.5 for r in (4, 8, 16, 32, 64)}
+    with pytest.raises(HrinvError):
+        method_schedule(G_s, "lerp+lso")
+    G_m, sched = mixed_generator(G_s, G_t, "lerp", gamma={64: 1.0})
+    assert sched == {4: 0.0, 8: 0.0, 16: 0.0, 32: 0.0, 64: 1.0}
+    m = mix("lerp", G_s, G_t, torch.zeros(1, 10, 128), torch.zeros(1, 10, 128), gamma={64: 1.0})
+    for (k, a), b in zip(G_m.state_dict().items(), m.G_m.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert torch.equal(G_m.synthesis.b64.conv0.weight, G_t.synthesis.b64.conv0.weight)
+    assert torch.equal(G_m.synthesis.b32.conv0.weight, G_s.synthesis.b32.conv0.weight)

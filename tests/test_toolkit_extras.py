@@ -1,4 +1,4 @@
-"""Gallery stylisation, noise style transfer, non-square inversion, ArcFace loading, Fréchet distance."""
+"""Noise style transfer, non-square inversion, ArcFace loading, Fréchet distance."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import torch
 
 import hrinv_nb
 from conftest import TINY
-from hrinv_nb.blending import mix
 from hrinv_nb.fid import frechet_distance, inception_fid
-from hrinv_nb.gallery import gallery_from_samples, stylize
 from hrinv_nb.identity import IRSE50, arcface_embedder, load_arcface
 from hrinv_nb.inr import attach_inr_head
 from hrinv_nb.losses import perceptual_loss
@@ -25,26 +23,6 @@ def gens():
         for p in G_t.synthesis.parameters():
             p.mul_(1.1)
     return G_s, G_t
-
-
-def test_gallery_stylize_batched_matches_single_mix(gens):
-    G_s, G_t = gens
-    gallery = gallery_from_samples(G_t, 5, seed=3)
-    assert gallery.w.shape == (5, 10, 128) and len(gallery) == 5
-    w_s = G_s.mapping(torch.randn(1, 128, generator=torch.Generator().manual_seed(0)), None)
-    out = stylize(G_s, G_t, w_s, gallery, method="lerp", batch_size=2, progress=False)
-    single = mix("lerp", G_s, G_t, w_s, gallery.w[3:4])
-    with torch.no_grad():
-        ref = single.G_m.synthesis(single.w_m, noise_mode="const")
-    torch.testing.assert_close(out.images[3:4], ref, atol=1e-4, rtol=1e-5)
-    swap = stylize(G_s, G_t, w_s, gallery, method="layer_swap", progress=False)
-    assert torch.allclose(swap.images[0], swap.images[4]), "layer swapping gives one style per content"
-    content = out.images[:1] / 20
-    lso_out = stylize(G_s, G_t, w_s, gallery, method="lerp_lso", content=content, progress=False,
-                      lso_kwargs={"num_steps": 3, "loss": perceptual_loss("mse")})
-    assert len(lso_out.lso_results) == 5 and lso_out.images.shape == out.images.shape
-    with pytest.raises(ValueError):
-        stylize(G_s, G_t, w_s, gallery, method="lerp_lso", progress=False)
 
 
 def test_noise_style_transfer_keeps_w_bit_identical(gens):
