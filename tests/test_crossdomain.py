@@ -1,4 +1,4 @@
-"""Helpers of the cross-domain notebooks: content inversion, pairs, masked residuals, Gram style distance."""
+"""Helpers of the cross-domain notebooks: content inversion, masked residuals, Gram style distance."""
 
 from __future__ import annotations
 
@@ -9,16 +9,6 @@ import hrinv_nb
 from conftest import TINY
 from hrinv_nb.studies import cross_domain as cd
 from hrinv_nb.losses import perceptual_loss
-
-
-def test_pair_codes_content_major():
-    wc = torch.arange(2 * 10 * 4, dtype=torch.float32).view(2, 10, 4)
-    ws = -torch.arange(3 * 10 * 4, dtype=torch.float32).view(3, 10, 4)
-    p = cd.pair_codes(wc, ws)
-    assert len(p) == 6 and p.ci.tolist() == [0, 0, 0, 1, 1, 1] and p.si.tolist() == [0, 1, 2, 0, 1, 2]
-    assert torch.equal(p.w_s[4], wc[1]) and torch.equal(p.w_t[4], ws[1])
-    with pytest.raises(AssertionError):
-        cd.pair_codes(wc, ws[:, :5])
 
 
 def test_masked_residual_and_dilation():

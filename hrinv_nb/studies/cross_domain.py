@@ -1,9 +1,8 @@
-"""Helpers for the cross-domain notebooks (07–10): content inversion, pair bookkeeping, and the
-measures of what LSO keeps and restores.
+"""Cross-domain study helpers: content loading and inversion, and the measures of what LSO keeps and
+restores. (Content × style pairs are mixed and optimised by :func:`hrinv_nb.gallery.stylize_pairs`.)
 
 * :func:`invert_contents` — w-only W+ projection (Eq. 5) of N content images into G_s in one batch
   (:func:`hrinv_nb.batch_projection.project_batch`: B independent problems, sum loss).
-* :func:`pair_codes` — every content × style pair as flat batches (content index, style index, w_s, w_t).
 * :func:`masked_residual` — mean |a − b| inside a (soft) mask, per sample; :func:`dilate_mask` grows
   a mask so that a background measure ignores the head's edge.
 * :func:`gram_style_distance` — a texture/style distance (Gram matrices of toy-VGG conv features).
@@ -46,29 +45,6 @@ def invert_contents(G: Generator, contents: torch.Tensor, *, loss: PerceptualLos
     w, images, batched = res.w, res.images, True
     assert w.shape == (contents.shape[0], G.num_ws, G.w_dim) and torch.isfinite(w).all()
     return Inversions(w=w.detach(), images=images.detach(), batched=batched)
-
-
-@dataclass
-class Pairs:
-    """Flat content × style pairs: indices ``ci``/``si`` [P], codes ``w_s``/``w_t`` [P, num_ws, w_dim]."""
-
-    ci: torch.Tensor
-    si: torch.Tensor
-    w_s: torch.Tensor
-    w_t: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.ci.numel())
-
-
-def pair_codes(w_contents: torch.Tensor, w_styles: torch.Tensor) -> Pairs:
-    """Every (content, style) pair, content-major: pair p = c · n_styles + s."""
-    assert w_contents.ndim == 3 and w_styles.ndim == 3 and w_contents.shape[1:] == w_styles.shape[1:], \
-        (tuple(w_contents.shape), tuple(w_styles.shape))
-    n_c, n_s = w_contents.shape[0], w_styles.shape[0]
-    ci = torch.arange(n_c).repeat_interleave(n_s)
-    si = torch.arange(n_s).repeat(n_c)
-    return Pairs(ci=ci, si=si, w_s=w_contents[ci], w_t=w_styles.to(w_contents)[si])
 
 
 def dilate_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
