@@ -1,4 +1,4 @@
-"""Local Style Optimisation, LSO (Eq. 8, spec §5), and its direction-constrained variant (Eq. 9).
+"""Local Style Optimisation, LSO (Eq. 8), and its direction-constrained variant (Eq. 9).
 
 LSO optimises a small offset on selected W+ rows (default 0–4, the "early codes") of a fixed
 mixed code w_m, so that the mixed generator's image regains the content's pose and semantics under
@@ -12,6 +12,11 @@ The ablations of Figs. 14 and 16 are arguments (``loss``, ``rows``, ``reg_weight
 Batches: ``w_m`` [B, num_ws, w_dim] with ``content`` [B or 1, 3, H, W] runs B independent LSO
 problems at once (one offset per sample, the sum of the per-sample losses). Adam is element-wise,
 so every sample follows exactly the trajectory it would follow alone (up to float summation order).
+
+Inputs are checked before any work (:mod:`hrinv_nb.optim_checks`): a positive integer step count,
+finite non-negative weights and scales, a finite positive learning rate, a finite code and a
+floating-point content image in [-1, 1]; the optimisation stops with
+:class:`~hrinv_nb.optim_checks.NonFiniteLossError` at the first non-finite loss.
 """
 
 from __future__ import annotations
@@ -23,13 +28,22 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from .errors import HrinvError
 from .images import to_uint8
 from .losses import PerceptualLoss, perceptual_loss
 from .networks import Generator
+from .optim_checks import (
+    check_finite_loss,
+    check_finite_result,
+    check_images,
+    check_positive,
+    check_steps,
+    check_weight,
+)
 from .projector import generator_noise_buffers, latent_noise_sigma, learning_rate, normalize_noise_
 
 EARLY_ROWS = (0, 1, 2, 3, 4)
-PAPER_REG_WEIGHT = 0.01  # spec §5 step 8, for d_h at 1024²
+PAPER_REG_WEIGHT = 0.01  # the paper's λ_reg, for d_h at 1024²
 
 
 def resolution_reg_weight(resolution: int, base: float = PAPER_REG_WEIGHT, base_resolution: int = 1024) -> float:
@@ -111,12 +125,21 @@ def lso(
     B > 1 runs B independent problems (the sum of their losses; ``seed`` draws all B initial
     offsets and ε at once); ``optimize_noise`` needs B = 1 (noise maps are shared by the batch).
     ``init`` replaces the random initial variable ([B, |rows|, w_dim], or [B, K] with directions).
+    Raises :class:`~hrinv_nb.errors.HrinvError` for a bad argument or image, and
+    :class:`~hrinv_nb.optim_checks.NonFiniteLossError` at the first non-finite loss.
     """
     num_ws, w_dim = G_m.num_ws, G_m.w_dim
     assert w_m.ndim == 3 and w_m.shape[1:] == (num_ws, w_dim), f"w_m must be [B,{num_ws},{w_dim}], got {tuple(w_m.shape)}"
     batch = w_m.shape[0]
     assert content.ndim == 4 and content.shape[1] == 3 and content.shape[0] in (1, batch), \
         f"content must be [1 or {batch},3,H,W], got {tuple(content.shape)}"
+    check_images("content", content)
+    if not bool(torch.isfinite(w_m).all()):
+        raise HrinvError("w_m contains non-finite values")
+    check_steps("num_steps", num_steps)
+    check_positive("lr", lr)
+    for name, value in (("reg_weight", reg_weight), ("latent_noise_std", latent_noise_std), ("init_scale", init_scale)):
+        check_weight(name, value)
     if optimize_noise and batch > 1:
         raise ValueError("optimize_noise needs a batch of 1: the noise maps would be shared by the batch")
     rows = tuple(sorted({int(r) for r in rows}))
@@ -178,6 +201,7 @@ def lso(
         dist = loss(img) * batch  # the losses average over the batch: × B gives the sum of B problems
         reg = var.square().sum()
         total = dist + reg_weight * reg if reg_mode == "loss" else dist
+        check_finite_loss(step, {"perceptual": dist, "reg": reg}, total, img)
         opt.zero_grad(set_to_none=True)
         total.backward()
         if decay:
@@ -196,6 +220,7 @@ def lso(
 
     with torch.no_grad():
         w_final = full_w(var).detach()
+        check_finite_result("the LSO code w", w_final)
         image = G.synthesis(w_final, noise_mode="const")
         mixed = G_m.synthesis(w_m, noise_mode="const")
     distances: dict = {}

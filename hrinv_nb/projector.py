@@ -1,4 +1,4 @@
-"""GAN inversion by optimisation (Eq. 1; spec §3), the HRInversion projector.
+"""GAN inversion by optimisation (Eq. 1), the HRInversion projector.
 
 :func:`project` optimises a W or W+ code (and optionally the constant noise maps of a deep copy of
 the generator) with Adam under the authors' schedule: the learning rate ramps up over the first 5 %
@@ -7,7 +7,12 @@ of the steps from exactly 0, stays flat, and follows a cosine to ≈0 over the l
 (:func:`latent_noise_sigma`). The loss is d(G(w+ε, n), x) + λ_mse·MSE + λ_noise·R(n).
 
 Noise maps are renormalised only when they are optimised (the authors' code also renormalised the
-generator's fixed constant maps, a quirk avoided here, spec §11.16).
+generator's fixed constant maps, which changes G's output when only w is optimised: avoided here).
+
+Inputs are checked before any work (:mod:`hrinv_nb.optim_checks`): positive integer step counts,
+finite non-negative loss weights, a finite positive learning rate, a floating-point target in
+[-1, 1]; the optimisation stops with :class:`~hrinv_nb.optim_checks.NonFiniteLossError` at the
+first non-finite loss.
 
 Randomness: w̄ and w_std come from ``numpy.random.RandomState(w_avg_seed)`` latents, like the
 authors' code; the fresh noise maps and ε come from ``torch.Generator(device).manual_seed(seed)``.
@@ -41,6 +46,14 @@ from tqdm.auto import tqdm
 from .errors import FileFormatError
 from .files import atomic_write
 from .losses import PerceptualLoss, perceptual_loss
+from .optim_checks import (
+    check_finite_loss,
+    check_finite_result,
+    check_images,
+    check_positive,
+    check_steps,
+    check_weight,
+)
 
 NOISE_PREFIX = "noise_bufs/"
 
@@ -400,11 +413,24 @@ def load_projection(path: str | os.PathLike, *, max_bytes: int = MAX_PROJECTION_
 
 
 def _check_target(target: torch.Tensor) -> None:
+    """``target`` must be a floating [1, 3, H, W] tensor in [-1, 1]."""
     assert isinstance(target, torch.Tensor) and target.ndim == 4 and target.shape[:2] == (1, 3), (
         f"target must be [1,3,H,W] in [-1,1], got {tuple(target.shape) if isinstance(target, torch.Tensor) else target}"
     )
-    if not torch.isfinite(target).all():
-        raise ValueError("target contains non-finite values")
+    check_images("target", target)
+
+
+def _check_schedule(
+    num_steps: object, lr: object, lr_rampup: object, lr_rampdown: object, latent_noise_factor: object,
+    latent_noise_ramp: object, **weights: object,
+) -> None:
+    """Refuse bad optimisation arguments (shared by :func:`project` and ``project_batch``), naming the argument."""
+    check_steps("num_steps", num_steps)
+    check_positive("lr", lr)
+    for name, value in (("lr_rampup", lr_rampup), ("lr_rampdown", lr_rampdown),
+                        ("latent_noise_factor", latent_noise_factor), *weights.items()):
+        check_weight(name, value)
+    check_positive("latent_noise_ramp", latent_noise_ramp)  # σ_ε divides t by it
 
 
 def _initial_w(
@@ -451,17 +477,19 @@ def project(
     ``loss``: a module from :func:`perceptual_loss` (its target is set here) or a loss name.
     ``w_space``: ``'w+'`` (one code per layer, HRInversion) or ``'w'`` (one shared code).
     ``optimize_noise``: fresh N(0, 1) noise maps, optimised and renormalised after every step.
-    ``optimize_w=False`` with ``w_init`` optimises only the noise maps (ε off), as in spec §8.1.
+    ``optimize_w=False`` with ``w_init`` optimises only the noise maps (ε off): the noise-map style transfer.
     ``callback(step, w, image)`` receives detached snapshots (w without ε, image with ε).
     ε is drawn for every row of the optimised code (W+: one draw per layer; W: one shared draw).
+    Raises :class:`~hrinv_nb.errors.HrinvError` for a bad argument or target, and
+    :class:`~hrinv_nb.optim_checks.NonFiniteLossError` at the first non-finite loss.
     """
     _check_target(target)
+    _check_schedule(num_steps, lr, lr_rampup, lr_rampdown, latent_noise_factor, latent_noise_ramp,
+                    mse_weight=mse_weight, noise_reg_weight=noise_reg_weight)
     if w_space.lower() not in ("w+", "w"):
         raise ValueError(f"w_space must be 'w+' or 'w', got {w_space!r}")
     if not (optimize_w or optimize_noise):
         raise ValueError("nothing to optimise: optimize_w and optimize_noise are both False")
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     device = next(G.parameters()).device
     G = copy.deepcopy(G).eval().requires_grad_(False)
     if G.c_dim > 0 and c is None:
@@ -502,6 +530,7 @@ def project(
         mse = (synth - target).square().mean()
         noise_reg = noise_regularization(noise_bufs.values()) if noise_reg_weight > 0 else torch.zeros((), device=device)
         total = perceptual + mse_weight * mse + noise_reg_weight * noise_reg
+        check_finite_loss(step, {"perceptual": perceptual, "mse": mse, "noise_reg": noise_reg}, total, synth)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
@@ -520,6 +549,9 @@ def project(
 
     with torch.no_grad():
         w_final = w_opt.detach().expand(1, G.num_ws, G.w_dim).clone()
+        check_finite_result("the projected code w", w_final)
         image = G.synthesis(w_final, noise_mode="const")
     noise = {name: buf.detach().clone() for name, buf in noise_bufs.items()} if optimize_noise else {}
+    for name, buf in noise.items():
+        check_finite_result(f"the noise map {name}", buf)
     return ProjectionResult(w=w_final, noise=noise, image=image, history=history)

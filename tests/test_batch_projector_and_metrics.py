@@ -45,11 +45,39 @@ def test_batch_equals_separate_projections_without_random_draws():
     common = dict(loss="mse", num_steps=6, optimize_noise=False, latent_noise_factor=0.0, progress=False,
                   w_avg_samples=500, mse_weight=1.0)
     batched = project_batch(G, targets, **common)
+    chunked = project_batch(G, targets, chunk_size=2, **common)  # chunks of 2 and 1: separate problems
     assert batched.w.shape == (3, G.num_ws, G.w_dim) and batched.images.shape == targets.shape
-    for i in range(3):
-        single = project(G, targets[i : i + 1], **common)
-        assert torch.allclose(batched.w[i : i + 1], single.w, atol=1e-4), i
-        assert torch.allclose(batched.sample(i).image, single.image, atol=1e-4)
+    assert chunked.w.shape == batched.w.shape and chunked.images.shape == targets.shape
+    singles = [project(G, targets[i : i + 1], **common) for i in range(3)]
+    for i, single in enumerate(singles):
+        for result in (batched, chunked):
+            assert torch.allclose(result.w[i : i + 1], single.w, atol=1e-4), i
+            assert torch.allclose(result.sample(i).image, single.image, atol=1e-4)
+    # history: per-step means over all B samples, whichever the chunking
+    for key in ("loss", "perceptual", "mse"):
+        mean_of_singles = [sum(s.history[key][k] for s in singles) / 3 for k in range(6)]
+        assert chunked.history[key] == pytest.approx(mean_of_singles, rel=1e-3), key
+        assert batched.history[key] == pytest.approx(mean_of_singles, rel=1e-3), key
+    assert chunked.history["lr"] == singles[0].history["lr"]
+
+
+def test_chunks_continue_one_random_stream():
+    """One generator, seeded once, continues through the chunks: chunk_size >= B is the unchunked run,
+    a smaller chunk size gives other (still seeded) draws, and each chunk's noise maps are its own."""
+    G = _tiny_generator()
+    targets = _targets(G, 3)
+    common = dict(loss="mse", num_steps=3, progress=False, w_avg_samples=500, seed=7)
+    whole = project_batch(G, targets, **common)
+    assert torch.equal(project_batch(G, targets, chunk_size=3, **common).w, whole.w)
+    assert torch.equal(project_batch(G, targets, chunk_size=8, **common).w, whole.w)
+    chunked = project_batch(G, targets, chunk_size=2, **common)
+    assert torch.equal(project_batch(G, targets, chunk_size=2, **common).w, chunked.w), "same seed, same result"
+    first = project_batch(G, targets[:2], **common)  # the first chunk alone draws what the chunked run drew first
+    assert torch.equal(chunked.w[:2], first.w)
+    assert not torch.allclose(chunked.w[2], whole.w[2]), "the last chunk continues the stream"
+    for name, maps in chunked.noise.items():
+        assert maps.shape[0] == 3 and not torch.equal(maps[0], maps[2]), name
+        assert torch.allclose(maps.square().mean(dim=(1, 2)), torch.ones(3), atol=1e-4)
 
 
 def test_batch_noise_maps_are_per_sample_normalised_and_G_untouched():

@@ -31,7 +31,7 @@ def _mse():
 
 def test_lso_changes_only_selected_rows_and_reduces_loss(setup):
     G, w_m, content = setup
-    res = lso(G, w_m, content * 20, rows=(0, 1, 2), num_steps=30, loss=_mse(), progress=False, lr=0.05)
+    res = lso(G, w_m, content, rows=(0, 1, 2), num_steps=30, loss=_mse(), progress=False, lr=0.05)
     assert res.rows == (0, 1, 2)
     assert torch.equal(res.w[:, 3:], w_m[:, 3:])
     assert not torch.equal(res.w[:, :3], w_m[:, :3])
@@ -42,17 +42,17 @@ def test_lso_changes_only_selected_rows_and_reduces_loss(setup):
 
 def test_l2_term_keeps_offset_smaller(setup):
     G, w_m, content = setup
-    free = lso(G, w_m, content * 20, num_steps=30, reg_weight=0.0, loss=_mse(), progress=False)
-    reg = lso(G, w_m, content * 20, num_steps=30, reg_weight=50.0, loss=_mse(), progress=False)
+    free = lso(G, w_m, content, num_steps=30, reg_weight=0.0, loss=_mse(), progress=False)
+    reg = lso(G, w_m, content, num_steps=30, reg_weight=50.0, loss=_mse(), progress=False)
     assert reg.offset.norm() < free.offset.norm()
-    wd = lso(G, w_m, content * 20, num_steps=30, reg_weight=50.0, reg_mode="weight_decay", loss=_mse(), progress=False)
+    wd = lso(G, w_m, content, num_steps=30, reg_weight=50.0, reg_mode="weight_decay", loss=_mse(), progress=False)
     assert wd.offset.norm() < free.offset.norm()
 
 
 def test_direction_constraint_spans_top_k_and_is_shared(setup):
     G, w_m, content = setup
     dirs = sefa_directions(G)[:5]
-    res = lso(G, w_m, content * 20, num_steps=10, loss=_mse(), directions=dirs, progress=False)
+    res = lso(G, w_m, content, num_steps=10, loss=_mse(), directions=dirs, progress=False)
     off = res.offset[0]  # [rows, w_dim]
     assert torch.allclose(off, off[:1].expand_as(off)), "one offset shared by the selected rows"
     residual = off[0] - dirs.t() @ (dirs @ off[0])
@@ -63,7 +63,7 @@ def test_direction_constraint_spans_top_k_and_is_shared(setup):
 def test_judge_noise_and_bad_rows(setup):
     G, w_m, content = setup
     judge = lambda a, b: float((a - b).square().mean())  # noqa: E731
-    res = lso(G, w_m, content * 20, num_steps=10, loss=_mse(), judge=judge, optimize_noise=True,
+    res = lso(G, w_m, content, num_steps=10, loss=_mse(), judge=judge, optimize_noise=True,
               latent_noise_std=1.0, progress=False)
     assert set(res.distances) == {"content_vs_mixed", "content_vs_lso"}
     assert res.noise and all(torch.isfinite(v).all() for v in res.noise.values())
@@ -87,7 +87,7 @@ def test_batched_lso_equals_independent_runs(setup):
     gen = torch.Generator().manual_seed(5)
     w_b = G.mapping(torch.randn(1, 128, generator=gen), None)
     w_batch = torch.cat([w_m, w_b])
-    targets = torch.cat([content * 20, content.flip(3) * 20])
+    targets = torch.cat([content, content.flip(3)])
     judge = lambda a, b: float((a - b).square().mean())  # noqa: E731
     for kwargs in ({}, {"directions": sefa_directions(G)[:4]}, {"latent_noise_std": 1.0}):
         batched = lso(G, w_batch, targets, rows=(0, 1, 2), num_steps=8, loss=_mse(), judge=judge, progress=False,
@@ -115,8 +115,8 @@ def test_batched_lso_equals_independent_runs(setup):
 def test_batched_lso_broadcasts_one_content_and_is_seeded(setup):
     G, w_m, content = setup
     w_batch = torch.cat([w_m, w_m + 0.1])
-    a = lso(G, w_batch, content * 20, num_steps=4, loss=_mse(), progress=False, seed=3)
-    b = lso(G, w_batch, content * 20, num_steps=4, loss=_mse(), progress=False, seed=3)
+    a = lso(G, w_batch, content, num_steps=4, loss=_mse(), progress=False, seed=3)
+    b = lso(G, w_batch, content, num_steps=4, loss=_mse(), progress=False, seed=3)
     assert torch.equal(a.w, b.w)
     with pytest.raises(ValueError):
         lso(G, w_batch, content, num_steps=2, loss=_mse(), optimize_noise=True, progress=False)
@@ -134,7 +134,7 @@ def test_gallery_stylize_with_batched_lso(setup):
             p.mul_(1.1)
     gallery = gallery_from_samples(G_t, 3, seed=1)
     judge = lambda a, b: float((a - b).square().mean())  # noqa: E731
-    out = stylize(G_s, G_t, w_s, gallery, method="lerp_lso", content=content * 20, progress=False, judge=judge,
+    out = stylize(G_s, G_t, w_s, gallery, method="lerp_lso", content=content, progress=False, judge=judge,
                   lso_kwargs={"num_steps": 3, "loss": _mse()}, lso_batch_size=2)
     assert len(out.lso_results) == 3 and out.images.shape == (3, 3, 64, 64)
     assert all(isinstance(r.distances["content_vs_lso"], float) for r in out.lso_results)

@@ -28,7 +28,7 @@ TINY_KWARGS = dict(
     z_dim=128, c_dim=0, w_dim=128, img_resolution=64, img_channels=3, mapping_kwargs={"num_layers": 8},
     synthesis_kwargs={"channel_base": 4096, "channel_max": 128, "num_fp16_res": 0, "conv_clamp": 256},
 )
-TORGB_SCALE = 0.15  # brings a default-initialised G's output (std ≈ 3.7) into the image range [-1, 1]
+TORGB_SCALE = 0.04  # brings a default-initialised G's samples (std ≈ 3.7 unscaled) inside the image range [-1, 1]
 NOISE_STRENGTH = 0.3  # NVIDIA initialises noise_strength to 0, which makes the noise maps irrelevant
 FAST_VGG_LAYERS = (2, 7, 14)  # the random-VGG loss on its first three λ layers: same loss, a third of the cost
 
@@ -252,14 +252,14 @@ def test_result_save_load(tiny_G, own_sample, tmp_path):
 
 
 def test_recovers_its_own_sample(tiny_G, own_sample):
-    """MSE + random-VGG loss in W+: the answer exists (G's own sample) and is found, PSNR >= 30 dB."""
+    """MSE + random-VGG loss in W+: the answer exists (G's own sample) and is found: PSNR >= 35 dB, +15 dB."""
     _, target = own_sample
     loss = perceptual_loss("vgg16_conv_random", layers=FAST_VGG_LAYERS)
     with torch.no_grad():
         start_image = tiny_G.synthesis(w_statistics(tiny_G)[0].repeat(1, tiny_G.num_ws, 1), noise_mode="const")
     result = project(tiny_G, target, loss=loss, num_steps=120, optimize_noise=False, progress=False)
     start, value = metrics.psnr(start_image, target), metrics.psnr(result.image, target)
-    assert start < 20 and value >= 30, (start, value)
+    assert value >= 35 and value - start >= 15, (start, value)
 
 
 def test_hf_energy_separates_downsampled_from_full_resolution_loss(noisy_G, noisy_sample):

@@ -1,4 +1,4 @@
-"""Batched evaluation helpers (notebooks 11, 12): batched projection, batched LSO, pair stylisation."""
+"""Batched evaluation helpers (notebooks 11, 12): batched projection as they call it, batched LSO, pair stylisation."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import torch
 
 import hrinv_nb
 from conftest import TINY
+from hrinv_nb.batch_projection import project_batch
 from hrinv_nb.blending import mix
 from hrinv_nb.losses import perceptual_loss
-from hrinv_nb.studies.stylized_sets import pair_indices, project_batch, stylize_pairs
+from hrinv_nb.studies.stylized_sets import pair_indices, stylize_pairs
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +35,15 @@ def test_project_batch_is_independent_per_sample_and_fits(gens):
     targets = targets / 20
     other = targets.clone()
     other[1] = -other[1]
-    a = project_batch(G, targets, loss=perceptual_loss("mse"), num_steps=6, progress=False, w_avg_samples=200)
-    b = project_batch(G, other, loss=perceptual_loss("mse"), num_steps=6, progress=False, w_avg_samples=200)
-    assert a.w.shape == (2, G.num_ws, G.w_dim) and a.image.shape == targets.shape
+    kwargs = dict(loss=perceptual_loss("mse"), num_steps=6, progress=False, w_avg_samples=200, optimize_noise=False,
+                  w_space="w+", chunk_size=16)  # how notebooks 11-13 call it
+    a = project_batch(G, targets, **kwargs)
+    b = project_batch(G, other, **kwargs)
+    assert a.w.shape == (2, G.num_ws, G.w_dim) and a.images.shape == targets.shape and a.noise == {}
     torch.testing.assert_close(a.w[0], b.w[0], atol=1e-5, rtol=1e-5)  # sample 0 does not see sample 1's target
     assert not torch.allclose(a.w[1], b.w[1])
     assert a.history["mse"][-1] < a.history["mse"][0]
-    chunked = project_batch(G, targets, loss=perceptual_loss("mse"), num_steps=6, progress=False, w_avg_samples=200,
-                            chunk=1)
+    chunked = project_batch(G, targets, **{**kwargs, "chunk_size": 1})
     assert chunked.w.shape == a.w.shape and torch.isfinite(chunked.w).all()
 
 
