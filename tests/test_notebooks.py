@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from hrinv_nb.notebook import mainjob
-from hrinv_nb.notebook.config import COMMON
+from hrinv_nb.notebook.config import COMMON, read_parameters_cell, validate_parameters
 
 NOTEBOOKS = mainjob.list_notebooks()
 IDS = [nb.stem for nb in NOTEBOOKS]
@@ -59,15 +59,30 @@ def test_literate_order(path: Path):
     assert nb.cells[-1].cell_type == "markdown" and "onclusion" in nb.cells[-1].source, "it ends with a conclusion"
 
 
+def _build_config_call(nb: nbformat.NotebookNode) -> ast.Call:
+    calls = [n for n in ast.walk(ast.parse(_code_cells(nb)[1].source))
+             if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "build_config"]
+    assert len(calls) == 1, "the validation cell calls build_config once"
+    return calls[0]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_parameters_cell_plain_and_complete(path: Path):
     nb = _read(path)
     params = _parameters(nb)
+    assert params == read_parameters_cell(path), "build_config reads the same parameters cell"
     assert set(COMMON) <= set(params), f"missing common parameters: {set(COMMON) - set(params)}"
     assert params["preset"] == "toy", "defaults run the embedded toy world"
     assert params["device"] == "auto"
-    declared = re.findall(r"(\w+)=", _code_cells(nb)[1].source.split("build_config(", 1)[1].split(")\n", 1)[0])
-    assert set(declared) == set(params) - set(COMMON), "build_config must declare exactly the notebook's own parameters"
+    call = _build_config_call(nb)
+    assert [ast.literal_eval(a) if isinstance(a, ast.Constant) else ast.unparse(a) for a in call.args] == [path.stem, "globals()"]
+    for kw in call.keywords:  # types come from the defaults; explicit ones only where a default cannot tell
+        if kw.arg == "allow_zero":
+            assert set(ast.literal_eval(kw.value)) <= set(params)
+            continue
+        assert kw.arg in params, f"build_config names {kw.arg}, which the parameters cell does not define"
+        assert params[kw.arg] is None, f"{kw.arg}: its default already gives the type, do not re-declare it"
+    validate_parameters(path.stem, params, params)  # the defaults pass their own checks
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -77,6 +92,9 @@ def test_parameter_files(path: Path):
         values = mainjob.preset_parameters(path, preset)
         unknown = set(values) - set(params)
         assert not unknown, f"{preset} YAML sets parameters the notebook does not have: {unknown}"
+        call = _build_config_call(_read(path))
+        allow_zero = [ast.literal_eval(kw.value) for kw in call.keywords if kw.arg == "allow_zero"]
+        validate_parameters(path.stem, params, {**params, **values}, allow_zero=allow_zero[0] if allow_zero else ())
     assert mainjob.preset_parameters(path, "paper").get("preset") == "paper"
 
 

@@ -4,10 +4,17 @@ A notebook ends with one :func:`save_figure` call. The JSON holds the measured n
 claims checked (each held / not held with its numbers), the parameters, the seed, the package
 version, the device and the software versions, so a figure can always be traced to its run.
 Paper claims are *recorded*, never asserted: a claim that fails in the toy world is a result.
+
+The pair is written as one unit: the PNG is rendered in memory, the JSON records its SHA-256
+(``figure_sha256``), both are written to temporaries and flushed, and only then renamed, the JSON
+first. A reader therefore sees the old pair, the new pair, or (after a kill between the two renames)
+a new JSON beside the old PNG -- which :func:`check_figure` and :func:`load_record` detect by the hash.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import platform
@@ -20,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..files import atomic_write
+from ..errors import FileFormatError
+from ..files import atomic_write_all
 from .config import NotebookConfig
 
 
@@ -72,14 +80,20 @@ def save_figure(
     *,
     dpi: int = 110,
 ) -> tuple[Path, Path]:
-    """Write ``fig`` (matplotlib) to ``<figures_dir>/<notebook>.png`` and its record to ``.json``; return both paths."""
+    """Write ``fig`` (matplotlib) to ``<figures_dir>/<notebook>.png`` and its record to ``.json``; return both paths.
+
+    Both files are replaced together (see the module docstring); the record carries the PNG's SHA-256.
+    """
     from .. import __version__
 
     png, js = figure_paths(cfg)
-    atomic_write(png, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    png_bytes = buffer.getvalue()
     record = {
         "notebook": cfg.notebook,
         "figure": png.name,
+        "figure_sha256": hashlib.sha256(png_bytes).hexdigest(),
         "numbers": _plain(numbers),
         "claims": [_plain(c) for c in claims],
         "parameters": _plain(cfg.as_dict()),
@@ -94,13 +108,32 @@ def save_figure(
     }
     record["wall_seconds"] = round(time.perf_counter() - cfg.started, 1)  # since build_config
     text = json.dumps(record, indent=2) + "\n"
-    atomic_write(js, lambda tmp: Path(tmp).write_text(text))
+    # JSON first: after a kill between the renames the new record names a hash the old PNG lacks.
+    atomic_write_all([(js, lambda tmp: Path(tmp).write_text(text)), (png, lambda tmp: Path(tmp).write_bytes(png_bytes))])
     return png, js
 
 
+def check_figure(png: Path, js: Path) -> dict[str, Any]:
+    """The record ``js`` after checking that ``png`` is the figure it describes (by SHA-256).
+
+    Raises :class:`~hrinv_nb.errors.FileFormatError` on a mismatched pair (a save interrupted between
+    its two renames); records written before the hash was recorded are returned unchecked.
+    """
+    record = json.loads(js.read_text())
+    expected = record.get("figure_sha256")
+    if expected is not None:
+        actual = hashlib.sha256(png.read_bytes()).hexdigest() if png.is_file() else "missing"
+        if actual != expected:
+            raise FileFormatError(
+                f"{png} does not match its record {js} (sha256 {actual[:12]} != {expected[:12]}): the last save was "
+                f"interrupted; run the notebook again"
+            )
+    return record
+
+
 def load_record(cfg: NotebookConfig) -> dict[str, Any]:
-    """Read back the JSON record written by :func:`save_figure`."""
-    return json.loads(figure_paths(cfg)[1].read_text())
+    """Read back the JSON record written by :func:`save_figure`, checked against its PNG."""
+    return check_figure(*figure_paths(cfg))
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], floatfmt: str = ".3g") -> str:
