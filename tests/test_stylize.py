@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TINY
 
 import hrinv_nb
-from conftest import TINY
 from hrinv_nb.blending import mix
 from hrinv_nb.errors import HrinvError
 from hrinv_nb.gallery import gallery_from_samples, lso_initial_variables, pair_indices, stylize, stylize_pairs
@@ -146,7 +146,7 @@ def test_gallery_stylize_is_stylize_pairs_for_one_content(gens, codes):
     gallery = gallery_from_samples(G_t, 5, seed=3)
     assert gallery.w.shape == (5, 10, 128) and len(gallery) == 5
     kw = {"num_steps": 3, "loss": perceptual_loss("mse")}
-    judge = lambda a, b: float((a - b).square().mean())  # noqa: E731
+    judge = lambda a, b: float((a - b).square().mean())
     out = stylize(G_s, G_t, w_s[:1], gallery, method="lerp_lso", content=contents[:1], lso_kwargs=kw, judge=judge,
                   lso_batch_size=2, progress=False)
     ref = stylize_pairs(G_s, G_t, w_s[:1], gallery.w, "lerp_lso", contents=contents[:1], lso_kwargs=kw, progress=False)
