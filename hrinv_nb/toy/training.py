@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..checkpoints import save_networks
+from ..checkpoints import CheckpointError, load_torch_file, save_networks
 from ..files import atomic_write
 from ..networks import Discriminator, Generator
 
@@ -170,7 +170,11 @@ def train(
     seconds_before = 0.0
     state_path = Path(out_dir) / "state.pt" if out_dir is not None else None
     if state_path is not None and state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=False)
+        # weights_only=True (via load_torch_file): a state holds tensors, dicts, lists, tuples,
+        # numbers and strings only (optimiser states are dicts, the config is stored as a dict).
+        state = load_torch_file(state_path, map_location=device)
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{state_path}: not a training state (a {type(state).__name__})")
         G.load_state_dict(state["G"])
         D.load_state_dict(state["D"])
         G_ema.load_state_dict(state["G_ema"])

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoints import CheckpointError, load_torch_file
 from ..networks import Discriminator, Generator
 from ..ops import normalize_2nd_moment
 from .render import N_IDENTITY, N_NUISANCE, STYLES, render
@@ -139,7 +140,18 @@ def sample_grid(generators: dict[str, Generator], n: int = 8, seed: int = 0, pat
 
 
 def load_state_generator(state_path: str | os.PathLike, key: str = "G_ema") -> Generator:
-    """The toy generator stored in a resumable training state (to look at training in progress)."""
+    """The toy generator stored in a resumable training state (to look at training in progress).
+
+    The state is read with ``torch.load(weights_only=True)`` after the checks of
+    :func:`hrinv_nb.checkpoints.load_torch_file`: nothing in the file is executed, and a bad file
+    raises :class:`~hrinv_nb.checkpoints.CheckpointError` naming it.
+    """
+    state = load_torch_file(state_path, map_location="cpu")
+    if not isinstance(state, dict) or not isinstance(state.get(key), dict):
+        raise CheckpointError(f"{state_path}: not a training state with a {key!r} state dict")
     G, _ = new_toy_networks(0)
-    G.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=False)[key])
+    try:
+        G.load_state_dict(state[key])
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{state_path}: {key!r} does not fit the toy generator: {err}") from err
     return G.eval().requires_grad_(False)
