@@ -11,13 +11,14 @@ from .images import load_image, save_image
 from .losses import perceptual_loss
 from .lso import LSOResult, lso
 from .networks import Discriminator, Generator, discriminator_features, enable_fp16, noise_buffers, set_noise_buffers
-from .projector import ProjectionResult, load_projection, project, save_projection
+from .projector import BatchProjectionResult, ProjectionResult, load_projection, project, project_batch, save_projection
 from .retrieval import id_retrieval
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
+    "BatchProjectionResult",
     "Discriminator",
     "Generator",
     "LSOResult",
@@ -39,6 +40,7 @@ __all__ = [
     "noise_buffers",
     "perceptual_loss",
     "project",
+    "project_batch",
     "save_image",
     "save_networks",
     "save_projection",

@@ -1,5 +1,5 @@
 """Argument checks shared by the optimisation entry points (:func:`hrinv_nb.project`,
-:func:`hrinv_nb.batch_projection.project_batch`, :func:`hrinv_nb.lso`).
+:func:`hrinv_nb.projector.project_batch`, :func:`hrinv_nb.lso`).
 
 A bad step count, weight, learning rate or image otherwise runs to completion and returns NaN (or a
 loss of ~1e6 for a [0, 255] image) without a word; these checks refuse it up front with a message

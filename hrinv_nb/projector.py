@@ -1,6 +1,7 @@
 """GAN inversion by optimisation (Eq. 1), the HRInversion projector.
 
-:func:`project` optimises a W or W+ code (and optionally the constant noise maps of a deep copy of
+:func:`project` (one image) and :func:`project_batch` (B images as B independent problems, in chunks)
+share one optimisation loop. It optimises a W or W+ code (and optionally the constant noise maps of a deep copy of
 the generator) with Adam under the authors' schedule: the learning rate ramps up over the first 5 %
 of the steps from exactly 0, stays flat, and follows a cosine to ≈0 over the last 25 %
 (:func:`learning_rate`); latent noise ε of scale 0.05·w_std decays quadratically to 0 at 75 %
@@ -26,6 +27,7 @@ Results save to ``.npz`` with the authors' key ``w`` ([1, num_ws, w_dim]) and th
 from __future__ import annotations
 
 import copy
+import inspect
 import io
 import math
 import os
@@ -35,7 +37,7 @@ import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -483,75 +485,202 @@ def project(
     Raises :class:`~hrinv_nb.errors.HrinvError` for a bad argument or target, and
     :class:`~hrinv_nb.optim_checks.NonFiniteLossError` at the first non-finite loss.
     """
+    options = dict(locals())  # exactly the arguments: the one source of the options and their defaults
+    del options["G"], options["target"]
     _check_target(target)
-    _check_schedule(num_steps, lr, lr_rampup, lr_rampdown, latent_noise_factor, latent_noise_ramp,
-                    mse_weight=mse_weight, noise_reg_weight=noise_reg_weight)
-    if w_space.lower() not in ("w+", "w"):
-        raise ValueError(f"w_space must be 'w+' or 'w', got {w_space!r}")
-    if not (optimize_w or optimize_noise):
+    return _project(G, target, chunk_size=None, **options).sample(0)
+
+
+# Keyword arguments of project(); project_batch takes the same, plus chunk_size.
+PROJECT_OPTIONS = {name: p.default for name, p in inspect.signature(project).parameters.items()
+                   if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+@dataclass
+class BatchProjectionResult:
+    """``w`` [B, num_ws, w_dim] (without ε); ``noise`` maps [B, H, W] by buffer name (empty when not
+    optimised); ``images`` [B, 3, H, W] = G(w, noise); ``history`` per-step lr and sigma, and the means over
+    all B samples (every chunk) of the per-sample loss, perceptual, mse and noise_reg."""
+
+    w: torch.Tensor
+    noise: dict[str, torch.Tensor]
+    images: torch.Tensor
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.w.shape[0])
+
+    def sample(self, index: int) -> ProjectionResult:
+        """Sample ``index`` as a single :class:`ProjectionResult` (history is the batch's)."""
+        return ProjectionResult(
+            w=self.w[index : index + 1].clone(),
+            noise={name: buf[index].clone() for name, buf in self.noise.items()},
+            image=self.images[index : index + 1].clone(),
+            history=self.history,
+        )
+
+
+def project_batch(G: nn.Module, targets: torch.Tensor, *, chunk_size: int | None = None, **options: Any) -> BatchProjectionResult:
+    """Invert every image of ``targets`` ([B, 3, H, W] in [-1, 1]) into ``G``, as B independent problems.
+
+    Takes the keyword arguments of :func:`project` (same defaults, same schedule and objective), plus
+    ``chunk_size``: at most this many targets per batch (None: all B at once). Each sample has its own
+    code, noise maps and ε; the optimised objective is the *sum* of the per-sample losses, so every
+    sample's gradient is its own and Adam (element-wise) treats the samples independently: the batch
+    is B separate projections that share only the forward passes. Chunks are solved one after another,
+    each from w̄ with a fresh Adam state and the full schedule; peak memory depends on ``chunk_size``,
+    not on B. ``w_init`` may be [1 or B, rows, w_dim]; ``callback`` receives each chunk's tensors.
+
+    Random streams: w̄ and w_std come once from ``numpy.random.RandomState(w_avg_seed)``; everything
+    else from ONE ``torch.Generator(device).manual_seed(seed)`` that continues through the chunks in
+    order: for each chunk, first its noise maps (when ``optimize_noise``: one ``[b, 1, H, W]`` draw per
+    layer, in the synthesis network's order), then one ε draw ``[b, rows, w_dim]`` per step (when w is
+    optimised, drawn even on steps where σ = 0). The same call gives the same result; ``chunk_size=None``
+    and ``chunk_size >= B`` agree; with B = 1 the draws, and so the result, are :func:`project`'s.
+    """
+    unknown = sorted(set(options) - set(PROJECT_OPTIONS))
+    if unknown:
+        raise TypeError(f"project_batch() got unexpected keyword argument(s) {unknown}; it takes {sorted(PROJECT_OPTIONS)} and chunk_size")
+    if "loss" not in options:
+        raise TypeError("project_batch() needs loss= (a perceptual_loss module or a loss name)")
+    assert isinstance(targets, torch.Tensor) and targets.ndim == 4 and targets.shape[1] == 3, (
+        f"targets must be [B,3,H,W] in [-1,1], got {tuple(targets.shape) if isinstance(targets, torch.Tensor) else targets}"
+    )
+    return _project(G, targets, chunk_size=chunk_size, **{**PROJECT_OPTIONS, **options})
+
+
+# ----------------------------------------------------------------------------------------------
+# The one optimisation loop behind project() and project_batch()
+
+
+def _noise_layers(G: nn.Module) -> dict[str, nn.Module]:
+    """Synthesis layers that own a ``noise_const`` buffer, keyed by the buffer's name in ``G.synthesis``."""
+    return {f"{name}.noise_const": module for name, module in G.synthesis.named_modules()
+            if "noise_const" in getattr(module, "_buffers", {})}
+
+
+def _project(G: nn.Module, targets: torch.Tensor, *, chunk_size: int | None, **o: Any) -> BatchProjectionResult:
+    """Check the options, then solve ``targets`` chunk by chunk with one random stream (see :func:`project_batch`)."""
+    check_images("targets" if targets.shape[0] > 1 else "target", targets)
+    _check_schedule(o["num_steps"], o["lr"], o["lr_rampup"], o["lr_rampdown"], o["latent_noise_factor"],
+                    o["latent_noise_ramp"], mse_weight=o["mse_weight"], noise_reg_weight=o["noise_reg_weight"])
+    total_b = targets.shape[0]
+    chunk = total_b if chunk_size is None else check_steps("chunk_size", chunk_size)
+    w_space = str(o["w_space"]).lower()
+    if w_space not in ("w+", "w"):
+        raise ValueError(f"w_space must be 'w+' or 'w', got {o['w_space']!r}")
+    if not (o["optimize_w"] or o["optimize_noise"]):
         raise ValueError("nothing to optimise: optimize_w and optimize_noise are both False")
+    if o["noise_reg_weight"] > 0 and not o["optimize_noise"]:
+        raise ValueError("noise_reg_weight > 0 needs optimize_noise=True")
     device = next(G.parameters()).device
     G = copy.deepcopy(G).eval().requires_grad_(False)
-    if G.c_dim > 0 and c is None:
+    if G.c_dim > 0 and o["c"] is None:
         raise ValueError(f"G is conditional (c_dim={G.c_dim}); pass c=[1,{G.c_dim}]")
-    target = target.to(device, torch.float32)
-    if isinstance(loss, str):
-        loss = perceptual_loss(loss, device=device)
-    loss.set_target(target)
+    loss = perceptual_loss(o["loss"], device=device) if isinstance(o["loss"], str) else o["loss"]
+    w_init = o["w_init"]
+    if w_init is not None and w_init.shape[0] not in (1, total_b):
+        raise ValueError(f"w_init has {w_init.shape[0]} codes for {total_b} targets (give 1 or {total_b})")
 
-    generator = torch.Generator(device=device).manual_seed(seed)
-    w_avg, w_std = w_statistics(G, w_avg_samples, w_avg_seed, c)
-    rows = G.num_ws if w_space.lower() == "w+" else 1
-    w_opt = _initial_w(w_init, w_avg, rows, G.w_dim, device).requires_grad_(optimize_w)
+    generator = torch.Generator(device=device).manual_seed(o["seed"])  # one stream, continued chunk after chunk
+    w_avg, w_std = w_statistics(G, o["w_avg_samples"], o["w_avg_seed"], o["c"])
+    rows = G.num_ws if w_space == "w+" else 1
+    starts = range(0, total_b, chunk)
+    const_noise = {name: module.noise_const for name, module in _noise_layers(G).items()}
+    ws, images, noise_parts = [], [], []
+    sums: dict[str, list[float]] = {}
+    for k, start in enumerate(starts):
+        for name, module in _noise_layers(G).items():  # each chunk starts from G's own buffers
+            module._buffers["noise_const"] = const_noise[name]
+        tgt = targets[start : start + chunk].to(device, torch.float32)
+        init = None if w_init is None else (w_init if w_init.shape[0] == 1 else w_init[start : start + chunk])
+        desc = "project" if total_b == 1 else f"project x{tgt.shape[0]}" + (f" ({k + 1}/{len(starts)})" if len(starts) > 1 else "")
+        w_c, noise_c, images_c, hist_c = _project_chunk(G, tgt, loss, generator, w_avg, w_std, init, rows, desc, o)
+        ws.append(w_c)
+        images.append(images_c)
+        noise_parts.append(noise_c)
+        if not sums:
+            sums = hist_c
+        else:
+            for key in ("loss", "perceptual", "mse", "noise_reg"):
+                sums[key] = [a + b for a, b in zip(sums[key], hist_c[key])]
+    history = {key: (values if key in ("lr", "sigma") else [v / total_b for v in values]) for key, values in sums.items()}
+    w_final, images_all = torch.cat(ws), torch.cat(images)
+    noise = {name: torch.cat([part[name] for part in noise_parts]) for name in noise_parts[0]}
+    assert images_all.shape == (total_b, 3, *targets.shape[2:]) and w_final.shape == (total_b, G.num_ws, G.w_dim)
+    return BatchProjectionResult(w=w_final, noise=noise, images=images_all, history=history)
 
-    noise_bufs = generator_noise_buffers(G)
+
+def _project_chunk(
+    G: nn.Module, targets: torch.Tensor, loss: PerceptualLoss, generator: torch.Generator, w_avg: torch.Tensor,
+    w_std: float, w_init: torch.Tensor | None, rows: int, desc: str, o: dict[str, Any],
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, dict[str, list[float]]]:
+    """One chunk ``targets`` [b, 3, H, W] on ``G`` (a private copy whose noise buffers may be replaced).
+
+    Returns ``(w [b, num_ws, w_dim], noise {name: [b, H, W]}, images [b, 3, H, W], history)`` with
+    ``history`` per-step *sums* over the chunk's samples (lr and sigma as they are).
+    """
+    device, batch = targets.device, targets.shape[0]
+    optimize_w, optimize_noise, num_steps = o["optimize_w"], o["optimize_noise"], int(o["num_steps"])
+    mse_weight, noise_reg_weight, lr = o["mse_weight"], o["noise_reg_weight"], o["lr"]
+    loss.set_target(targets)
+    w0 = _initial_w(None, w_avg, rows, G.w_dim, device) if w_init is None else w_init.detach().to(device, torch.float32)
+    assert w0.ndim == 3 and w0.shape[2] == G.w_dim and w0.shape[1] in (1, rows), (
+        f"w_init must be [1 or B, {rows}, {G.w_dim}] (or [.., 1, {G.w_dim}]), got {tuple(w0.shape)}"
+    )
+    w_opt = w0.expand(w0.shape[0], rows, G.w_dim).expand(batch, rows, G.w_dim).clone().requires_grad_(optimize_w)
+
+    noise_bufs: dict[str, torch.Tensor] = {}
     if optimize_noise:
-        with torch.no_grad():
-            for buf in noise_bufs.values():
-                buf.copy_(torch.randn(buf.shape, generator=generator, device=device, dtype=buf.dtype))
-        for buf in noise_bufs.values():
-            buf.requires_grad_(True)
-    params = ([w_opt] if optimize_w else []) + (list(noise_bufs.values()) if optimize_noise else [])
-    optimizer = torch.optim.Adam(params, lr=lr, betas=betas)
+        for name, module in _noise_layers(G).items():
+            shape = [batch, 1, *module.noise_const.shape[-2:]]
+            buf = torch.randn(shape, generator=generator, device=device).requires_grad_(True)
+            module._buffers["noise_const"] = buf  # broadcast over channels, one map per sample
+            noise_bufs[name] = buf
+    params = ([w_opt] if optimize_w else []) + list(noise_bufs.values())
+    optimizer = torch.optim.Adam(params, lr=lr, betas=o["betas"])
 
     history: dict[str, list[float]] = {k: [] for k in ("lr", "sigma", "loss", "perceptual", "mse", "noise_reg")}
-    bar = tqdm(range(num_steps), disable=not progress, file=sys.stderr, desc="project", leave=False)
+    bar = tqdm(range(num_steps), disable=not o["progress"], file=sys.stderr, desc=desc, leave=False)
     for step in bar:
         t = step / num_steps
-        step_lr = learning_rate(t, lr, lr_rampup, lr_rampdown)
+        step_lr = learning_rate(t, lr, o["lr_rampup"], o["lr_rampdown"])
         for group in optimizer.param_groups:
             group["lr"] = step_lr
-        sigma = latent_noise_sigma(t, w_std, latent_noise_factor, latent_noise_ramp) if optimize_w else 0.0
+        sigma = latent_noise_sigma(t, w_std, o["latent_noise_factor"], o["latent_noise_ramp"]) if optimize_w else 0.0
         eps = torch.randn(w_opt.shape, generator=generator, device=device) * sigma if optimize_w else 0.0
-        synth = G.synthesis((w_opt + eps).expand(1, G.num_ws, G.w_dim), noise_mode="const")
-        if synth.shape != target.shape:
-            raise ValueError(f"G produces {tuple(synth.shape)} images but the target is {tuple(target.shape)}")
-        perceptual = loss(synth)
-        mse = (synth - target).square().mean()
-        noise_reg = noise_regularization(noise_bufs.values()) if noise_reg_weight > 0 else torch.zeros((), device=device)
-        total = perceptual + mse_weight * mse + noise_reg_weight * noise_reg
+        synth = G.synthesis((w_opt + eps).expand(batch, G.num_ws, G.w_dim), noise_mode="const")
+        if synth.shape != targets.shape:
+            raise ValueError(f"G produces {tuple(synth.shape)} images but the target is {tuple(targets.shape)}")
+        perceptual = loss(synth) * batch  # the loss modules average over the batch: x b is the sum of b problems
+        mse = (synth - targets).square().mean(dim=(1, 2, 3))  # [b]
+        if noise_reg_weight > 0:
+            noise_reg = noise_regularization_per_sample(noise_bufs.values())
+        else:
+            noise_reg = torch.zeros(batch, device=device)
+        total = perceptual + (mse_weight * mse).sum() + (noise_reg_weight * noise_reg).sum()
         check_finite_loss(step, {"perceptual": perceptual, "mse": mse, "noise_reg": noise_reg}, total, synth)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
-        if optimize_noise and normalize_noise:
-            normalize_noise_(noise_bufs.values())
+        if noise_bufs and o["normalize_noise"]:
+            normalize_noise_per_sample_(noise_bufs.values())
 
         for key, value in (("lr", step_lr), ("sigma", sigma), ("loss", total), ("perceptual", perceptual),
-                           ("mse", mse), ("noise_reg", noise_reg)):
+                           ("mse", mse.sum()), ("noise_reg", noise_reg.sum())):
             history[key].append(float(value.detach()) if isinstance(value, torch.Tensor) else float(value))
-        if progress and step % 10 == 0:
-            bar.set_postfix(loss=f"{history['loss'][-1]:.4g}", mse=f"{history['mse'][-1]:.4g}")
-        if callback is not None:
-            callback(step, w_opt.detach().expand(1, G.num_ws, G.w_dim).clone(), synth.detach())
+        if o["progress"] and step % 10 == 0:
+            bar.set_postfix(loss=f"{history['loss'][-1] / batch:.4g}", mse=f"{history['mse'][-1] / batch:.4g}")
+        if o["callback"] is not None:
+            o["callback"](step, w_opt.detach().expand(batch, G.num_ws, G.w_dim).clone(), synth.detach())
         del synth, perceptual, mse, noise_reg, total
     bar.close()
 
     with torch.no_grad():
-        w_final = w_opt.detach().expand(1, G.num_ws, G.w_dim).clone()
-        check_finite_result("the projected code w", w_final)
-        image = G.synthesis(w_final, noise_mode="const")
-    noise = {name: buf.detach().clone() for name, buf in noise_bufs.items()} if optimize_noise else {}
-    for name, buf in noise.items():
-        check_finite_result(f"the noise map {name}", buf)
-    return ProjectionResult(w=w_final, noise=noise, image=image, history=history)
+        w_final = w_opt.detach().expand(batch, G.num_ws, G.w_dim).clone()
+        check_finite_result("the projected codes w", w_final)
+        images = G.synthesis(w_final, noise_mode="const")
+    noise = {name: buf.detach()[:, 0].clone() for name, buf in noise_bufs.items()}
+    for name, maps in noise.items():
+        check_finite_result(f"the noise maps {name}", maps)
+    return w_final, noise, images, history

@@ -1,4 +1,4 @@
-"""Batched projection (hrinv_nb.batch_projection), λ rescaling, random ResNet50, and the toy-world metrics."""
+"""Batched projection (hrinv_nb.projector.project_batch), λ rescaling, random ResNet50, and the toy-world metrics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from hrinv_nb import metrics
-from hrinv_nb.batch_projection import project_batch
+from hrinv_nb.projector import project_batch
 from hrinv_nb.losses import perceptual_loss, resolution_lambda_scale, vgg16_trunk
 from hrinv_nb.networks import Generator
 from hrinv_nb.projector import (

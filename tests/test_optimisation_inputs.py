@@ -11,7 +11,7 @@ import copy
 import pytest
 import torch
 
-from hrinv_nb.batch_projection import project_batch
+from hrinv_nb.projector import project_batch
 from hrinv_nb.errors import HrinvError
 from hrinv_nb.lso import lso
 from hrinv_nb.networks import Generator

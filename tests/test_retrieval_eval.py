@@ -10,7 +10,7 @@ import torch
 
 import hrinv_nb
 from conftest import TINY
-from hrinv_nb.batch_projection import project_batch
+from hrinv_nb.projector import project_batch
 from hrinv_nb.losses import perceptual_loss
 
 

@@ -2,7 +2,7 @@
 restores. (Content × style pairs are mixed and optimised by :func:`hrinv_nb.gallery.stylize_pairs`.)
 
 * :func:`invert_contents` — w-only W+ projection (Eq. 5) of N content images into G_s in one batch
-  (:func:`hrinv_nb.batch_projection.project_batch`: B independent problems, sum loss).
+  (:func:`hrinv_nb.projector.project_batch`: B independent problems, sum loss).
 * :func:`masked_residual` — mean |a − b| inside a (soft) mask, per sample; :func:`dilate_mask` grows
   a mask so that a background measure ignores the head's edge.
 * :func:`gram_style_distance` — a texture/style distance (Gram matrices of toy-VGG conv features).
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ..losses import PerceptualLoss, hooked_features, imagenet_normalise, vgg16_trunk
 from ..networks import Generator
 from ..lso import EARLY_ROWS  # noqa: F401  (re-exported for the notebooks)
-from ..batch_projection import project_batch
+from ..projector import project_batch
 
 GRAM_LAYERS = (2, 7, 14)  # conv1_2, conv2_2, conv3_3: low-level texture statistics
 
@@ -37,7 +37,7 @@ def invert_contents(G: Generator, contents: torch.Tensor, *, loss: PerceptualLos
                     seed: int = 0, progress: bool = True) -> Inversions:
     """w-only W+ projections (Eq. 5: no noise maps) of ``contents`` [N, 3, H, W] into ``G``.
 
-    Uses :func:`hrinv_nb.batch_projection.project_batch` (one batch, independent per-sample problems).
+    Uses :func:`hrinv_nb.projector.project_batch` (one batch, independent per-sample problems).
     """
     assert contents.ndim == 4 and contents.shape[1] == 3, f"contents must be [N,3,H,W], got {tuple(contents.shape)}"
     res = project_batch(G, contents, loss=loss, num_steps=num_steps, optimize_noise=False, seed=seed,

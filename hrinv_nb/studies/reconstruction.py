@@ -1,7 +1,7 @@
 """Helpers for the reconstruction studies (Figs. 1, 6, 12, Table II): run loss variants, measure, summarise.
 
 A *row* is one inversion setting (a loss, a loss-input size, w or w+n, noise regularisation) run
-on a batch of targets with :func:`hrinv_nb.batch_projection.project_batch`; :func:`measure` turns
+on a batch of targets with :func:`hrinv_nb.projector.project_batch`; :func:`measure` turns
 its reconstructions into per-sample numbers (PSNR, SSIM, the high-frequency artifact energy, the
 detail and sharpness ratios, optionally an LPIPS-style feature distance); :func:`paired` compares
 two rows on the same targets (:mod:`hrinv_nb.studies.verdict` turns that into a verdict).
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import metrics
-from ..batch_projection import BatchProjectionResult, project_batch
+from ..projector import BatchProjectionResult, project_batch
 from ..losses import PerceptualLoss
 from .verdict import PairedDifference, paired_difference, standard_error
 
