@@ -32,14 +32,7 @@ from .errors import HrinvError
 from .images import to_uint8
 from .losses import PerceptualLoss, perceptual_loss
 from .networks import Generator
-from .optim_checks import (
-    check_finite_loss,
-    check_finite_result,
-    check_images,
-    check_positive,
-    check_steps,
-    check_weight,
-)
+from . import optim_checks
 from .projector import generator_noise_buffers, latent_noise_sigma, learning_rate, normalize_noise_
 
 EARLY_ROWS = (0, 1, 2, 3, 4)
@@ -133,13 +126,13 @@ def lso(
     batch = w_m.shape[0]
     assert content.ndim == 4 and content.shape[1] == 3 and content.shape[0] in (1, batch), \
         f"content must be [1 or {batch},3,H,W], got {tuple(content.shape)}"
-    check_images("content", content)
+    optim_checks.check_images("content", content)
     if not bool(torch.isfinite(w_m).all()):
         raise HrinvError("w_m contains non-finite values")
-    check_steps("num_steps", num_steps)
-    check_positive("lr", lr)
+    optim_checks.check_steps("num_steps", num_steps)
+    optim_checks.check_positive("lr", lr)
     for name, value in (("reg_weight", reg_weight), ("latent_noise_std", latent_noise_std), ("init_scale", init_scale)):
-        check_weight(name, value)
+        optim_checks.check_weight(name, value)
     if optimize_noise and batch > 1:
         raise ValueError("optimize_noise needs a batch of 1: the noise maps would be shared by the batch")
     rows = tuple(sorted({int(r) for r in rows}))
@@ -201,7 +194,7 @@ def lso(
         dist = loss(img) * batch  # the losses average over the batch: × B gives the sum of B problems
         reg = var.square().sum()
         total = dist + reg_weight * reg if reg_mode == "loss" else dist
-        check_finite_loss(step, {"perceptual": dist, "reg": reg}, total, img)
+        optim_checks.check_finite_loss(step, {"perceptual": dist, "reg": reg}, total, img)
         opt.zero_grad(set_to_none=True)
         total.backward()
         if decay:
@@ -220,7 +213,7 @@ def lso(
 
     with torch.no_grad():
         w_final = full_w(var).detach()
-        check_finite_result("the LSO code w", w_final)
+        optim_checks.check_finite_result("the LSO code w", w_final)
         image = G.synthesis(w_final, noise_mode="const")
         mixed = G_m.synthesis(w_m, noise_mode="const")
     distances: dict = {}
