@@ -5,8 +5,9 @@ Importing the package only defines names; nothing is computed, loaded or downloa
 
 from . import metrics
 from .blending import blend_generators, blend_latents, layer_swap, mix
-from .checkpoints import CheckpointError, Networks, UnsafePickleError, load_networks, save_networks
+from .checkpoints import Networks, load_networks, save_networks
 from .directions import sefa_directions
+from .errors import CheckpointError, UnsafePickleError
 from .images import load_image, save_image
 from .losses import perceptual_loss
 from .lso import LSOResult, lso

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .torch_files import load_torch_file
+
 ARCFACE_ENV = "HRINV_ARCFACE_WEIGHTS"
 Embedder = Callable[[torch.Tensor], torch.Tensor]
 
@@ -85,7 +87,10 @@ def arcface_preprocess(img: torch.Tensor) -> torch.Tensor:
 
 
 def load_arcface(weights: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> IRSE50:
-    """IR-SE-50 with the user's local ``model_ir_se50.pth`` (argument or ``HRINV_ARCFACE_WEIGHTS``)."""
+    """IR-SE-50 with the user's local ``model_ir_se50.pth`` (argument or ``HRINV_ARCFACE_WEIGHTS``).
+
+    The file is read by :func:`~hrinv_nb.torch_files.load_torch_file` (checked, ``weights_only``).
+    """
     path = weights or os.environ.get(ARCFACE_ENV)
     hint = (f"Download nothing here: put TreB1eN/InsightFace_Pytorch's model_ir_se50.pth somewhere local and pass "
             f"weights=... or set {ARCFACE_ENV}=/path/to/model_ir_se50.pth")
@@ -94,7 +99,7 @@ def load_arcface(weights: str | os.PathLike | None = None, device: str | torch.d
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"ArcFace weights not found: {path}. {hint}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch_file(path, map_location="cpu")
     model = IRSE50()
     model.load_state_dict(state, strict=True)
     return model.eval().requires_grad_(False).to(device)

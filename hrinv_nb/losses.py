@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .torch_files import load_torch_file
+
 LayerKey = Union[int, str]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -122,14 +124,18 @@ def resolve_weights(kind: str, weights: str | os.PathLike | None) -> Path:
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a safetensors or torch state dict as float32 CPU tensors (``module.`` prefixes dropped)."""
+    """Read a safetensors or torch state dict as float32 CPU tensors (``module.`` prefixes dropped).
+
+    A torch file is read by :func:`~hrinv_nb.torch_files.load_torch_file` (checked, ``weights_only``);
+    a file it refuses raises :class:`~hrinv_nb.errors.CheckpointError` naming the file.
+    """
     path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         state: Any = load_file(str(path), device="cpu")
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch_file(path, map_location="cpu")
         for wrapper in ("state_dict", "model"):
             if isinstance(state, Mapping) and wrapper in state and isinstance(state[wrapper], Mapping):
                 state = state[wrapper]

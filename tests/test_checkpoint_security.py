@@ -25,8 +25,9 @@ from safetensors.torch import save_file
 from test_checkpoints import _as_persistent, _install_fake_nvidia_modules, _Persistent
 
 import hrinv_nb
-from hrinv_nb.checkpoints import CheckpointError, UnsafePickleError, _sniff, load_networks, save_networks
-from hrinv_nb.errors import FileFormatError, HrinvError
+from hrinv_nb.checkpoints import _sniff, load_networks, save_networks
+from hrinv_nb.errors import CheckpointError, FileFormatError, HrinvError, UnsafePickleError
+from hrinv_nb.torch_files import load_torch_file
 from hrinv_nb.toy.training import TrainConfig, train
 from hrinv_nb.toy.world import load_state_generator
 
@@ -232,7 +233,7 @@ def test_training_states_still_resume_and_load(tmp_path):
     train(G, D, data, cfg, out_dir=tmp_path, progress=False)
     res = train(G, D, data, TrainConfig(**{**cfg.__dict__, "steps": 2}), out_dir=tmp_path, progress=False)
     assert len(res.history) == 2  # resumed after step 1
-    state = hrinv_nb.checkpoints.load_torch_file(tmp_path / "state.pt")
+    state = load_torch_file(tmp_path / "state.pt")
     assert isinstance(state["config"], dict) and isinstance(state["opt_g"], dict)
 
 

@@ -14,7 +14,8 @@ import torch
 
 import hrinv_nb
 from conftest import EDGE, TINY
-from hrinv_nb.checkpoints import CheckpointError, UnsafePickleError, load_networks, save_networks
+from hrinv_nb.checkpoints import load_networks, save_networks
+from hrinv_nb.errors import CheckpointError, UnsafePickleError
 
 
 # ----------------------------------------------------------------------------- NVIDIA-like pickles

@@ -29,6 +29,7 @@ import torch
 
 from ..errors import FileFormatError
 from ..files import atomic_write_all
+from ..plain_data import to_plain
 from .config import NotebookConfig
 
 
@@ -46,18 +47,12 @@ class Claim:
         return {True: "held", False: "NOT held", None: "not testable"}[self.held]
 
 
-def _plain(value: Any) -> Any:
-    """JSON-able copy of ``value`` (tensors and numpy → lists/floats, NaN/inf → strings, paths → str)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+def _json_leaf(value: Any) -> Any:
+    """JSON-able form of a value :func:`to_plain` leaves: tensors and arrays as lists, NaN/inf as strings."""
     if isinstance(value, torch.Tensor):
-        return _plain(value.detach().cpu().tolist())
+        return to_plain(value.detach().cpu().tolist(), _json_leaf)
     if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        return _plain(value.item())
+        return to_plain(value.tolist(), _json_leaf)
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, (str, int, float, bool)) or value is None:
@@ -65,6 +60,11 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Claim):
         return {**asdict(value), "verdict": value.verdict}
     return str(value)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able copy of ``value`` (tensors and numpy → lists/floats, NaN/inf → strings, paths → str)."""
+    return to_plain(value, _json_leaf)
 
 
 def figure_paths(cfg: NotebookConfig) -> tuple[Path, Path]:

@@ -29,6 +29,7 @@ from ..fid import frechet_distance
 from ..losses import imagenet_normalise, vgg16_trunk
 from ..networks import Generator
 from ..retrieval import id_retrieval
+from ..torch_files import load_torch_file
 from .identity import id_embedder_fn, load_id_embedder
 from .vgg import load_toy_vgg_path, renderer_fingerprint
 from .world import TARGET_STYLES, TOY_Z_DIM, render_z, sample_grid
@@ -46,7 +47,7 @@ def cached_render_features(space: str, net_file: Path, fn, n: int, style: str, s
     """``fn`` features of ``renders(n, style, seed)``, cached in data/_work/ (renderer + network keyed)."""
     path = WORK / f"quality_{space}_{style}_n{n}_s{seed}_r{renderer_fingerprint()}_w{_file_hash(net_file)}.pt"
     if path.is_file():
-        return torch.load(path, weights_only=True)
+        return load_torch_file(path, map_location=None)
     feats = fn(renders(n, style, seed))
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(feats, path)
@@ -100,7 +101,7 @@ def evaluate(n: int = 2000, n_consistency: int = 100, seed: int = 2024, assets: 
     report: dict = {"n": n, "seed": seed, "fidelity": {}, "consistency": {}}
     for name, (style, G) in gens.items():
         fake_path = WORK / f"quality_fake_{name}_g{_file_hash(files[name])}_n{n}_s{seed}.pt"
-        cached = torch.load(fake_path, weights_only=True) if fake_path.is_file() else {}
+        cached = load_torch_file(fake_path, map_location=None) if fake_path.is_file() else {}
         fake = None
         entry = {}
         for space, (fn, net_file) in spaces.items():

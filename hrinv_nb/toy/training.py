@@ -25,9 +25,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..checkpoints import CheckpointError, load_torch_file, save_networks
+from ..checkpoints import save_networks
+from ..errors import CheckpointError
 from ..files import atomic_write
 from ..networks import Discriminator, Generator
+from ..torch_files import load_torch_file
 
 # data_fn(batch_size, generator) -> (z or None, real images [B,C,R,R] in [-1,1])
 DataFn = Callable[[int, torch.Generator], tuple[torch.Tensor | None, torch.Tensor]]

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hrinv_nb.torch_files import load_torch_file
 from hrinv_nb.toy.render import N_IDENTITY, NUISANCE_FACTORS, STYLES, render, sample_identity, sample_nuisance
 
 __all__ = [
@@ -144,7 +145,7 @@ def cached_dataset(name: str, builder: Callable[[], dict[str, Tensor]], work_dir
         return builder()
     path = cache_path(name, work_dir)
     if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_torch_file(path, map_location="cpu")
     data = builder()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

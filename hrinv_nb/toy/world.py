@@ -17,9 +17,10 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoints import CheckpointError, load_torch_file
+from ..errors import CheckpointError
 from ..networks import Discriminator, Generator
 from ..ops import normalize_2nd_moment
+from ..torch_files import load_torch_file
 from .render import N_IDENTITY, N_NUISANCE, STYLES, render
 
 TOY_RESOLUTION = 64
@@ -82,7 +83,7 @@ def paired_dataset(n: int, style: str, seed: int, cache: str | os.PathLike | Non
     from tqdm.auto import tqdm
 
     if cache is not None and Path(cache).exists():
-        blob = torch.load(cache, weights_only=True)
+        blob = load_torch_file(cache, map_location=None)
         if blob["z"].shape[0] == n and blob["style"] == style and int(blob["seed"]) == seed:
             return PairedDataset(blob["z"], blob["images"])
     z = torch.randn([n, TOY_Z_DIM], generator=torch.Generator().manual_seed(seed))
@@ -143,8 +144,8 @@ def load_state_generator(state_path: str | os.PathLike, key: str = "G_ema") -> G
     """The toy generator stored in a resumable training state (to look at training in progress).
 
     The state is read with ``torch.load(weights_only=True)`` after the checks of
-    :func:`hrinv_nb.checkpoints.load_torch_file`: nothing in the file is executed, and a bad file
-    raises :class:`~hrinv_nb.checkpoints.CheckpointError` naming it.
+    :func:`hrinv_nb.torch_files.load_torch_file`: nothing in the file is executed, and a bad file
+    raises :class:`~hrinv_nb.errors.CheckpointError` naming it.
     """
     state = load_torch_file(state_path, map_location="cpu")
     if not isinstance(state, dict) or not isinstance(state.get(key), dict):
