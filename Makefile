@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml Makefile
 figures: setup
 	$(PY) -m hrinv_nb.notebook.mainjob $(ARGS)
 
-# pytest over the package tests, and nbval over every notebook run with its smoke parameters
+# The lint check (ruff, configured in pyproject.toml), then pytest over the package tests, and nbval over every notebook run with its smoke parameters
 # (notebooks/params/smoke/*.yaml, injected by papermill into copies under build/nbsmoke).
 test: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m hrinv_nb.notebook.mainjob --prepare-smoke build/nbsmoke
 	$(PY) -m pytest $(PYTEST_ARGS) tests build/nbsmoke --nbval-lax --nbval-current-env --nbval-cell-timeout 900
 

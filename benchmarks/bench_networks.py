@@ -31,13 +31,27 @@ CONFIGS = {
 def build(cfg: dict, device: torch.device) -> tuple[Generator, Discriminator]:
     """Random-weight G and D of the given configuration, in eval mode, parameters frozen."""
     g = Generator(
-        z_dim=cfg["z"], c_dim=0, w_dim=cfg["z"], img_resolution=cfg["res"], img_channels=3,
+        z_dim=cfg["z"],
+        c_dim=0,
+        w_dim=cfg["z"],
+        img_resolution=cfg["res"],
+        img_channels=3,
         mapping_kwargs={"num_layers": cfg["map_layers"]},
-        synthesis_kwargs={"channel_base": cfg["base"], "channel_max": cfg["cmax"], "num_fp16_res": 0, "conv_clamp": 256},
+        synthesis_kwargs={
+            "channel_base": cfg["base"],
+            "channel_max": cfg["cmax"],
+            "num_fp16_res": 0,
+            "conv_clamp": 256,
+        },
     )
     d = Discriminator(
-        c_dim=0, img_resolution=cfg["res"], img_channels=3, channel_base=cfg["base"], channel_max=cfg["cmax"],
-        conv_clamp=256, epilogue_kwargs={"mbstd_group_size": 4},
+        c_dim=0,
+        img_resolution=cfg["res"],
+        img_channels=3,
+        channel_base=cfg["base"],
+        channel_max=cfg["cmax"],
+        conv_clamp=256,
+        epilogue_kwargs={"mbstd_group_size": 4},
     )
     for net in (g, d):
         net.eval().requires_grad_(False).to(device)
@@ -79,15 +93,15 @@ def main() -> None:
         img = torch.randn([1, 3, cfg["res"], cfg["res"]], generator=gen).to(device)
         repeats = args.repeats if cfg["res"] <= 256 else max(3, args.repeats // 3)
 
-        def fwd() -> None:
+        def fwd(g=g, ws=ws) -> None:
             with torch.no_grad():
                 g.synthesis(ws, noise_mode="const")
 
-        def fwd_bwd() -> None:
+        def fwd_bwd(g=g, ws=ws) -> None:
             w = ws.detach().clone().requires_grad_(True)
             g.synthesis(w, noise_mode="const").square().sum().backward()
 
-        def d_fwd() -> None:
+        def d_fwd(d=d, img=img) -> None:
             with torch.no_grad():
                 d(img, None)
 

@@ -32,8 +32,8 @@ def run_worker(resolution: int, downsample: int, device: str, steps: int, thread
     """Build G and the loss, run ``steps`` projection steps, and measure them (``hrinv_nb.studies.cost`` does the work)."""
     import torch
 
-    from hrinv_nb.studies import cost
     from hrinv_nb.losses import LAMBDA_TABLES, perceptual_loss
+    from hrinv_nb.studies import cost
 
     if threads > 0:
         torch.set_num_threads(threads)
@@ -68,12 +68,28 @@ def run_worker(resolution: int, downsample: int, device: str, steps: int, thread
 def _spawn(resolution: int, downsample: int, device: str, steps: int, threads: int) -> dict:
     """Run one configuration in a fresh interpreter and parse its JSON line."""
     cmd = [
-        sys.executable, str(Path(__file__).resolve()), "--worker", "--resolutions", str(resolution),
-        "--downsample", str(downsample), "--device", device, "--steps", str(steps), "--threads", str(threads),
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        "--resolutions",
+        str(resolution),
+        "--downsample",
+        str(downsample),
+        "--device",
+        device,
+        "--steps",
+        str(steps),
+        "--threads",
+        str(threads),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        return {"device": device, "resolution": resolution, "loss_input": downsample, "error": proc.stderr.strip()[-500:]}
+        return {
+            "device": device,
+            "resolution": resolution,
+            "loss_input": downsample,
+            "error": proc.stderr.strip()[-500:],
+        }
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -108,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
 
     resolutions = args.resolutions or ([64, 256] if args.quick else [64, 256, 1024])
     steps = args.steps or (2 if args.quick else 3)
-    devices = ["cpu", "cuda"] if args.device == "auto" and torch.cuda.is_available() else (
-        ["cpu"] if args.device == "auto" else [args.device]
+    devices = (
+        ["cpu", "cuda"]
+        if args.device == "auto" and torch.cuda.is_available()
+        else (["cpu"] if args.device == "auto" else [args.device])
     )
     print(f"one projection step (G fwd + vgg16_conv + 50·MSE + backward + Adam); torch {torch.__version__}", flush=True)
     failed = False

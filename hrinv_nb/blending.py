@@ -94,8 +94,9 @@ def row_blocks(num_ws: int, resolutions: list[int]) -> list[int]:
     return owners
 
 
-def blend_latents(w_s: torch.Tensor, w_t: torch.Tensor, gamma: Gamma | None = None,
-                  resolutions: list[int] | None = None) -> torch.Tensor:
+def blend_latents(
+    w_s: torch.Tensor, w_t: torch.Tensor, gamma: Gamma | None = None, resolutions: list[int] | None = None
+) -> torch.Tensor:
     """w_m = w_s + γ_r (w_t − w_s), row pairs (2j, 2j+1) taking block b(4·2^j)'s γ (Eq. 7).
 
     ``w_s``, ``w_t``: [B, num_ws, w_dim]. A dict ``gamma`` needs ``resolutions`` only when its
@@ -123,8 +124,9 @@ def default_swap_res(G: Generator) -> int:
     return min(r for r, g in paper_gamma(G).items() if g > 0.5)
 
 
-def swap_schedule(G: Generator, swap_res: int, blend_width: float | None = None,
-                  high_from_target: bool = True) -> dict[int, float]:
+def swap_schedule(
+    G: Generator, swap_res: int, blend_width: float | None = None, high_from_target: bool = True
+) -> dict[int, float]:
     """Pinkney's resolution-dependent layer swap as a γ schedule (γ ∈ {0, 1}, or sigmoid-smoothed).
 
     With ``high_from_target`` (HRInversion, Fig. 2a) blocks at ``swap_res`` and above come from G_t;
@@ -146,8 +148,9 @@ def swap_schedule(G: Generator, swap_res: int, blend_width: float | None = None,
     return out
 
 
-def layer_swap(G_s: Generator, G_t: Generator, swap_res: int, blend_width: float | None = None,
-               high_from_target: bool = True) -> Generator:
+def layer_swap(
+    G_s: Generator, G_t: Generator, swap_res: int, blend_width: float | None = None, high_from_target: bool = True
+) -> Generator:
     """Layer swapping [Pinkney]: :func:`blend_generators` with :func:`swap_schedule`."""
     return blend_generators(G_s, G_t, swap_schedule(G_s, swap_res, blend_width, high_from_target))
 
@@ -162,7 +165,9 @@ class Mix:
     gamma: dict[int, float]
 
 
-def method_schedule(G: Generator, method: str, gamma: Gamma | None = None, swap_res: int | None = None) -> dict[int, float]:
+def method_schedule(
+    G: Generator, method: str, gamma: Gamma | None = None, swap_res: int | None = None
+) -> dict[int, float]:
     """The γ schedule of a Fig. 2 ``method``: a 0/1 swap at ``swap_res`` (default :func:`default_swap_res`)
     for ``layer_swap`` and ``swap_g_and_w``, :func:`gamma_schedule` of ``gamma`` (default: the paper's)
     for ``lerp`` and ``lerp_lso``. Raises :class:`~hrinv_nb.errors.HrinvError` for an unknown name."""
@@ -173,8 +178,9 @@ def method_schedule(G: Generator, method: str, gamma: Gamma | None = None, swap_
     return gamma_schedule(G, gamma)
 
 
-def mixed_generator(G_s: Generator, G_t: Generator, method: str, gamma: Gamma | None = None,
-                    swap_res: int | None = None) -> tuple[Generator, dict[int, float]]:
+def mixed_generator(
+    G_s: Generator, G_t: Generator, method: str, gamma: Gamma | None = None, swap_res: int | None = None
+) -> tuple[Generator, dict[int, float]]:
     """The mixed generator G_m of ``method`` (Eq. 6 with :func:`method_schedule`) and its schedule.
 
     G_m does not depend on the codes, so one G_m serves every (content, style) pair of a method.
@@ -183,8 +189,15 @@ def mixed_generator(G_s: Generator, G_t: Generator, method: str, gamma: Gamma | 
     return blend_generators(G_s, G_t, sched), sched
 
 
-def mix(method: str, G_s: Generator, G_t: Generator, w_s: torch.Tensor, w_t: torch.Tensor | None = None,
-        gamma: Gamma | None = None, swap_res: int | None = None) -> Mix:
+def mix(
+    method: str,
+    G_s: Generator,
+    G_t: Generator,
+    w_s: torch.Tensor,
+    w_t: torch.Tensor | None = None,
+    gamma: Gamma | None = None,
+    swap_res: int | None = None,
+) -> Mix:
     """The mixing methods of Fig. 2 by name, for codes ``w_s`` (and ``w_t``) [B, num_ws, w_dim].
 
     * ``layer_swap`` (a): high blocks of G_s replaced by G_t's (γ ∈ {0,1}), w = w_s (``w_t`` unused);

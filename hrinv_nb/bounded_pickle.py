@@ -123,8 +123,11 @@ class _SafeRepr(reprlib.Repr):
             return f"<tensor {tuple(x.shape)} {x.dtype}>"
         if isinstance(x, (bytes, bytearray)):
             return f"<{len(x)} bytes>"
-        if x is None or isinstance(x, (str, int, float, type, torch.dtype, torch.device, np.dtype, _Global,
-                                       PersistentStub)) or callable(x):
+        if (
+            x is None
+            or isinstance(x, (str, int, float, type, torch.dtype, torch.device, np.dtype, _Global, PersistentStub))
+            or callable(x)
+        ):
             return super().repr1(x, level)
         return f"<{type(x).__name__}>"
 
@@ -144,9 +147,19 @@ def brief(obj: Any) -> str:
         return f"<{type(obj).__name__}>"
 
 
-_TORCH_ADVICE = ("weights_only", "Weights only load failed", "still be loaded", "safe_globals", "allowlist",
-                 "documentation of torch.load", "file an issue", "trusted source", "Alternatively",
-                 "WeightsUnpickler error", "pytorch.org")
+_TORCH_ADVICE = (
+    "weights_only",
+    "Weights only load failed",
+    "still be loaded",
+    "safe_globals",
+    "allowlist",
+    "documentation of torch.load",
+    "file an issue",
+    "trusted source",
+    "Alternatively",
+    "WeightsUnpickler error",
+    "pytorch.org",
+)
 
 
 def reason(err: BaseException) -> str:
@@ -471,8 +484,22 @@ class BoundedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every o
 
 # The opcodes BoundedUnpickler handles itself, each by its method ``_op_<name in lower case>``; INST
 # and OBJ reach its ``_instantiate`` through the base class's handlers.
-_OWN_OPCODES = ("TUPLE", "LIST", "DICT", "FROZENSET", "APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS",
-                "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD", "BINPERSID")
+_OWN_OPCODES = (
+    "TUPLE",
+    "LIST",
+    "DICT",
+    "FROZENSET",
+    "APPEND",
+    "APPENDS",
+    "SETITEM",
+    "SETITEMS",
+    "ADDITEMS",
+    "REDUCE",
+    "NEWOBJ",
+    "NEWOBJ_EX",
+    "BUILD",
+    "BINPERSID",
+)
 
 
 def _dispatch_table(cls: type[BoundedUnpickler]) -> dict[int, Any]:
@@ -547,8 +574,11 @@ def check_structure(root: Any, source: str, max_nodes: int = MAX_EXPANDED_NODES,
             continue
         visited += 1
         if visited > max_nodes:
-            raise file_error(source, f"its contents expand to more than {max_nodes} objects "
-                                     "(counting shared references; a 'billion laughs' structure)")
+            raise file_error(
+                source,
+                f"its contents expand to more than {max_nodes} objects "
+                "(counting shared references; a 'billion laughs' structure)",
+            )
         children = _children(obj)
         if children is None:
             continue

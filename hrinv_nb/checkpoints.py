@@ -69,10 +69,18 @@ MAX_LAYERS = 256  # mapping layers
 MAX_KWARGS_NODES = 2_000
 
 # Keys save_networks writes itself (and load_networks reports); ``meta`` may not override them.
-RESERVED_META_KEYS = frozenset({
-    "generator_init_kwargs", "generator_class", "discriminator_init_kwargs", "discriminator_class", "num_ws",
-    "format", "path", "extra_keys",
-})
+RESERVED_META_KEYS = frozenset(
+    {
+        "generator_init_kwargs",
+        "generator_class",
+        "discriminator_init_kwargs",
+        "discriminator_class",
+        "num_ws",
+        "format",
+        "path",
+        "extra_keys",
+    }
+)
 
 
 @dataclass
@@ -127,8 +135,17 @@ def _check_kwargs(kwargs: Any, source: str, what: str) -> dict[str, Any]:
     return kwargs
 
 
-def _arg_int(kw: dict, key: str, source: str, what: str, default: Any = ..., lo: int = 0, hi: int = MAX_DIM,
-             pow2: bool = False, optional: bool = False) -> int | None:
+def _arg_int(
+    kw: dict,
+    key: str,
+    source: str,
+    what: str,
+    default: Any = ...,
+    lo: int = 0,
+    hi: int = MAX_DIM,
+    pow2: bool = False,
+    optional: bool = False,
+) -> int | None:
     if key not in kw:
         if default is ...:
             raise file_error(source, f"{what} lack {key!r}")
@@ -173,16 +190,16 @@ def _channel_args(kw: dict, source: str, what: str) -> tuple[int, int]:
     return base, cmax
 
 
-def _check_indices(sd: dict[str, torch.Tensor], pattern: str, declared: set[int], source: str, claim: str,
-                   held: str) -> None:
+def _check_indices(
+    sd: dict[str, torch.Tensor], pattern: str, declared: set[int], source: str, claim: str, held: str
+) -> None:
     """The numbers ``pattern`` finds in ``sd``'s keys must be ``declared`` (``claim``: what declares them)."""
     have = _indices(sd, pattern)
     if have != declared:
         raise file_error(source, f"{claim}, but the file holds {held} {_fmt_set(have)}")
 
 
-def _check_dim(sd: dict[str, torch.Tensor], key: str, dim: int, value: int, arg: str, source: str,
-               what: str) -> None:
+def _check_dim(sd: dict[str, torch.Tensor], key: str, dim: int, value: int, arg: str, source: str, what: str) -> None:
     """Dimension ``dim`` of ``sd[key]`` (when present) must be the declared ``value`` of ``arg``."""
     t = sd.get(key)
     s = tuple(t.shape) if t is not None else None
@@ -205,10 +222,22 @@ def _check_declared_sizes(kind: str, kwargs: dict, sd: dict[str, torch.Tensor], 
         w_dim = _arg_int(kwargs, "w_dim", source, what, lo=1)
         base, cmax = _channel_args(_arg_dict(kwargs, "synthesis_kwargs", source, what), source, what)
         layers = _arg_int(mapping, "num_layers", source, what, default=8, lo=1, hi=MAX_LAYERS)
-        _check_indices(sd, r"synthesis\.b(\d+)\.", blocks, source,
-                       f"{what} declare img_resolution = {res} (synthesis blocks {_fmt_set(blocks)})", "synthesis blocks")
-        _check_indices(sd, r"mapping\.fc(\d+)\.", set(range(layers)), source,
-                       f"{what} declare {layers} mapping layers", "mapping.fc")
+        _check_indices(
+            sd,
+            r"synthesis\.b(\d+)\.",
+            blocks,
+            source,
+            f"{what} declare img_resolution = {res} (synthesis blocks {_fmt_set(blocks)})",
+            "synthesis blocks",
+        )
+        _check_indices(
+            sd,
+            r"mapping\.fc(\d+)\.",
+            set(range(layers)),
+            source,
+            f"{what} declare {layers} mapping layers",
+            "mapping.fc",
+        )
         for r in sorted(blocks):
             _check_dim(sd, f"synthesis.b{r}.conv1.weight", 0, min(base // r, cmax), f"{r}x{r} channels", source, what)
             _check_dim(sd, f"synthesis.b{r}.conv1.affine.weight", 1, w_dim, "w_dim", source, what)
@@ -217,11 +246,23 @@ def _check_declared_sizes(kind: str, kwargs: dict, sd: dict[str, torch.Tensor], 
     else:
         base, cmax = _channel_args(kwargs, source, what)
         _arg_int(kwargs, "cmap_dim", source, what, default=None, optional=True)
-        _check_indices(sd, r"b(\d+)\.", blocks, source,
-                       f"{what} declare img_resolution = {res} (blocks {_fmt_set(blocks)})", "blocks")
+        _check_indices(
+            sd,
+            r"b(\d+)\.",
+            blocks,
+            source,
+            f"{what} declare img_resolution = {res} (blocks {_fmt_set(blocks)})",
+            "blocks",
+        )
         layers = _arg_int(mapping, "num_layers", source, what, default=8, lo=1, hi=MAX_LAYERS) if c_dim else 0
-        _check_indices(sd, r"mapping\.fc(\d+)\.", set(range(layers)), source,
-                       f"{what} declare {layers} label-mapping layers", "mapping.fc")
+        _check_indices(
+            sd,
+            r"mapping\.fc(\d+)\.",
+            set(range(layers)),
+            source,
+            f"{what} declare {layers} label-mapping layers",
+            "mapping.fc",
+        )
         for r in sorted(blocks - {4}):
             _check_dim(sd, f"b{r}.conv0.weight", 0, min(base // r, cmax), f"{r}x{r} channels", source, what)
         _check_dim(sd, f"b{res}.fromrgb.weight", 1, img_channels, "img_channels", source, what)
@@ -298,8 +339,11 @@ class _AllocationBudget(torch.overrides.TorchFunctionMode):
             dims = [d for d in size if is_int(d)] if isinstance(size, (list, tuple)) else []
             self.used += math.prod(max(int(d), 0) for d in dims)
             if self.used > self.budget:
-                raise file_error(self.source, f"the {self.kind} arguments describe a network of more than "
-                                          f"{self.budget} parameter and buffer elements, far more than the file holds")
+                raise file_error(
+                    self.source,
+                    f"the {self.kind} arguments describe a network of more than "
+                    f"{self.budget} parameter and buffer elements, far more than the file holds",
+                )
         return func(*args, **kwargs)
 
 
@@ -315,8 +359,9 @@ def _construct(cls: type[torch.nn.Module], kwargs: dict, kind: str, source: str,
         raise file_error(source, f"bad {kind} arguments {shown}: {reason(e)}") from e
 
 
-def build_network(kind: str, kwargs: dict[str, Any], sd: dict[str, torch.Tensor], source: str,
-                  class_name: str | None = None) -> torch.nn.Module:
+def build_network(
+    kind: str, kwargs: dict[str, Any], sd: dict[str, torch.Tensor], source: str, class_name: str | None = None
+) -> torch.nn.Module:
     """Construct a ``kind`` ('generator' or 'discriminator') network from ``kwargs`` and load ``sd`` strictly.
 
     Before anything is built, the weights are checked (finite floating point) and the declared
@@ -379,7 +424,9 @@ def _sniff(path: Path) -> str:
         return "torch" if path.suffix in (".pt", ".pth") else "pickle"
     if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] > size - 8:
         declared = struct.unpack("<Q", head[:8])[0]
-        raise file_error(path, f"a safetensors file cut short? Its header declares {declared} bytes; the file has {size - 8}")
+        raise file_error(
+            path, f"a safetensors file cut short? Its header declares {declared} bytes; the file has {size - 8}"
+        )
     raise file_error(path, "unknown network file format (not a pickle, a torch .pt/.pth zip or a safetensors file)")
 
 
@@ -436,14 +483,20 @@ def _read_pickle_networks(path: Path) -> tuple[Any, Any, dict[str, Any]]:
         raise file_error(path, f"snapshot has no 'G_ema' or 'G' network (keys: {_short_list(snapshot_keys)})")
     d_stub = data.get("D") if isinstance(data.get("D"), PersistentStub) else None
     G = build_network(
-        "generator", _kwargs_from_stub(g_stub, GENERATOR_CLASSES.get(g_stub.class_name, Generator)),
-        _flatten_stub(g_stub), f"{path} [G_ema]", g_stub.class_name,
+        "generator",
+        _kwargs_from_stub(g_stub, GENERATOR_CLASSES.get(g_stub.class_name, Generator)),
+        _flatten_stub(g_stub),
+        f"{path} [G_ema]",
+        g_stub.class_name,
     )
     D = None
     if d_stub is not None:
         D = build_network(
-            "discriminator", _kwargs_from_stub(d_stub, DISCRIMINATOR_CLASSES.get(d_stub.class_name, Discriminator)),
-            _flatten_stub(d_stub), f"{path} [D]", d_stub.class_name,
+            "discriminator",
+            _kwargs_from_stub(d_stub, DISCRIMINATOR_CLASSES.get(d_stub.class_name, Discriminator)),
+            _flatten_stub(d_stub),
+            f"{path} [D]",
+            d_stub.class_name,
         )
     meta = {"snapshot_keys": snapshot_keys, "training_set_kwargs": to_plain(data.get("training_set_kwargs"))}
     return G, D, meta
@@ -480,14 +533,21 @@ def _read_safetensors_networks(path: Path) -> tuple[Any, Any, dict[str, Any]]:
     if "generator_init_kwargs" not in meta:
         raise file_error(path, "metadata lacks 'generator_init_kwargs' (JSON constructor arguments)")
     G = build_network(
-        "generator", _json_meta(meta, "generator_init_kwargs", path), g_sd, f"{path} [G]", meta.get("generator_class"),
+        "generator",
+        _json_meta(meta, "generator_init_kwargs", path),
+        g_sd,
+        f"{path} [G]",
+        meta.get("generator_class"),
     )
     D = None
     if d_sd:
         if "discriminator_init_kwargs" not in meta:
             raise file_error(path, "D.* tensors present but metadata lacks 'discriminator_init_kwargs'")
         D = build_network(
-            "discriminator", _json_meta(meta, "discriminator_init_kwargs", path), d_sd, f"{path} [D]",
+            "discriminator",
+            _json_meta(meta, "discriminator_init_kwargs", path),
+            d_sd,
+            f"{path} [D]",
             meta.get("discriminator_class"),
         )
     meta["extra_keys"] = sorted(k for k in keys if not k.startswith(("G.", "D.")))
@@ -538,11 +598,18 @@ def infer_generator_kwargs(sd: dict[str, torch.Tensor], conv_clamp: float | None
     c_dim = embed_w.shape[1] if embed_w is not None and embed_w.ndim == 2 else 0
     embed = embed_w.shape[0] if c_dim else 0
     return dict(
-        z_dim=sd["mapping.fc0.weight"].shape[1] - embed, c_dim=c_dim, w_dim=w_dim,
-        img_resolution=resolutions[-1], img_channels=sd[f"synthesis.b{resolutions[-1]}.torgb.weight"].shape[0],
+        z_dim=sd["mapping.fc0.weight"].shape[1] - embed,
+        c_dim=c_dim,
+        w_dim=w_dim,
+        img_resolution=resolutions[-1],
+        img_channels=sd[f"synthesis.b{resolutions[-1]}.torgb.weight"].shape[0],
         mapping_kwargs={"num_layers": len(fcs)},
-        synthesis_kwargs={"channel_base": channel_base, "channel_max": channel_max, "num_fp16_res": 0,
-                          "conv_clamp": conv_clamp},
+        synthesis_kwargs={
+            "channel_base": channel_base,
+            "channel_max": channel_max,
+            "num_fp16_res": 0,
+            "conv_clamp": conv_clamp,
+        },
     )
 
 
@@ -591,8 +658,11 @@ def load_networks(path: PathLike, device: str | torch.device = "cpu") -> Network
         raise FileNotFoundError(f"network file not found: {path}. {_WHERE_TO_PUT}")
     try:
         fmt = _sniff(path)
-        reader = {"pickle": _read_pickle_networks, "safetensors": _read_safetensors_networks,
-                  "torch": _read_torch_networks}
+        reader = {
+            "pickle": _read_pickle_networks,
+            "safetensors": _read_safetensors_networks,
+            "torch": _read_torch_networks,
+        }
         G, D, meta = reader[fmt](path)
     except CheckpointError as e:
         named = with_path(e, path)
@@ -602,7 +672,9 @@ def load_networks(path: PathLike, device: str | torch.device = "cpu") -> Network
     except Exception as e:  # whatever a hostile file provokes, the caller gets a CheckpointError
         raise file_error(path, f"cannot be loaded as networks: {reason(e)}") from e
     meta.update(
-        format=fmt, path=str(path), num_ws=G.num_ws,
+        format=fmt,
+        path=str(path),
+        num_ws=G.num_ws,
         generator_init_kwargs=getattr(G, "init_kwargs", None),
         discriminator_init_kwargs=getattr(D, "init_kwargs", None) if D is not None else None,
     )

@@ -54,6 +54,7 @@ def feature_frechet(embed, images_a: torch.Tensor, images_b: torch.Tensor, batch
 
     In the toy world this is the substitute for FID; label it with the feature space used.
     """
+
     def feats(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return torch.cat([embed(x[i : i + batch_size]).flatten(1).cpu() for i in range(0, x.shape[0], batch_size)])
@@ -61,8 +62,12 @@ def feature_frechet(embed, images_a: torch.Tensor, images_b: torch.Tensor, batch
     return frechet_distance(feats(images_a), feats(images_b))
 
 
-def inception_fid(path_a: str | os.PathLike, path_b: str | os.PathLike, weights: str | os.PathLike | None = None,
-                  cuda: bool | None = None) -> float:
+def inception_fid(
+    path_a: str | os.PathLike,
+    path_b: str | os.PathLike,
+    weights: str | os.PathLike | None = None,
+    cuda: bool | None = None,
+) -> float:
     """Real FID between two image folders with torch-fidelity and a local Inception weight file.
 
     ``weights``: torch-fidelity's ``weights-inception-2015-12-05-6726825d.pth`` (or set
@@ -79,15 +84,23 @@ def inception_fid(path_a: str | os.PathLike, path_b: str | os.PathLike, weights:
             f"weights-inception-2015-12-05-6726825d.pth somewhere local and pass weights=... or set {INCEPTION_ENV}"
         )
     metrics = torch_fidelity.calculate_metrics(
-        input1=str(path_a), input2=str(path_b), fid=True, verbose=False,
+        input1=str(path_a),
+        input2=str(path_b),
+        fid=True,
+        verbose=False,
         cuda=torch.cuda.is_available() if cuda is None else cuda,
         feature_extractor_weights_path=str(weights),
     )
     return float(metrics["frechet_inception_distance"])
 
 
-def vgg_feature_embedder(weights: str | os.PathLike | None = None, layer: int = 29, device: str | torch.device = "cpu",
-                         batch_size: int = 64, size: int | None = None):
+def vgg_feature_embedder(
+    weights: str | os.PathLike | None = None,
+    layer: int = 29,
+    device: str | torch.device = "cpu",
+    batch_size: int = 64,
+    size: int | None = None,
+):
     """``embed(img [B,3,H,W] in [-1,1]) -> [B, C]``: global-average-pooled VGG16 features at ``layer``.
 
     The default (index 29, relu5_3, 512-d) plays the role of Inception's pool features in the toy
@@ -106,8 +119,9 @@ def vgg_feature_embedder(weights: str | os.PathLike | None = None, layer: int = 
             for i in range(0, img.shape[0], batch_size):
                 x = img[i : i + batch_size].to(device, torch.float32)
                 if size is not None and tuple(x.shape[-2:]) != (size, size):
-                    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                                                        antialias=True)
+                    x = torch.nn.functional.interpolate(
+                        x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+                    )
                 x = imagenet_normalise(x)
                 out.append(trunk(x).mean(dim=(2, 3)).cpu())
         return torch.cat(out)
@@ -115,8 +129,12 @@ def vgg_feature_embedder(weights: str | os.PathLike | None = None, layer: int = 
     return embed
 
 
-def inception_fid_images(images: torch.Tensor, reference_dir: str | os.PathLike, weights: str | os.PathLike | None = None,
-                         size: int | None = None) -> float:
+def inception_fid_images(
+    images: torch.Tensor,
+    reference_dir: str | os.PathLike,
+    weights: str | os.PathLike | None = None,
+    size: int | None = None,
+) -> float:
     """Real FID (torch-fidelity, local Inception weights) between ``images`` [N,3,H,W] and a folder.
 
     The images are written as PNGs to a temporary folder (resized to ``size``² first when given, as

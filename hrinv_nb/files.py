@@ -44,7 +44,9 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def stale_temporaries(path: str | os.PathLike, max_age_s: float = STALE_AFTER_S, now: float | None = None) -> list[Path]:
+def stale_temporaries(
+    path: str | os.PathLike, max_age_s: float = STALE_AFTER_S, now: float | None = None
+) -> list[Path]:
     """Leftover temporaries of :func:`atomic_write` for ``path``: writer gone, or older than ``max_age_s``.
 
     Only names of exactly this module's form for exactly this target count (the temporaries of

@@ -42,8 +42,9 @@ class StyleGallery:
         return self.w.shape[0]
 
 
-def gallery_from_samples(G_t: Generator, n: int, seed: int = 0, truncation_psi: float = 1.0,
-                         batch_size: int = 16) -> StyleGallery:
+def gallery_from_samples(
+    G_t: Generator, n: int, seed: int = 0, truncation_psi: float = 1.0, batch_size: int = 16
+) -> StyleGallery:
     """``n`` samples of ``G_t`` with their exact W+ codes (z from ``torch.Generator(seed)``)."""
     z = torch.randn([n, G_t.z_dim], generator=torch.Generator().manual_seed(seed)).to(next(G_t.parameters()).device)
     ws, imgs = [], []
@@ -55,13 +56,29 @@ def gallery_from_samples(G_t: Generator, n: int, seed: int = 0, truncation_psi: 
     return StyleGallery(torch.cat(ws), torch.cat(imgs), source=f"samples(seed={seed}, psi={truncation_psi})")
 
 
-def gallery_from_images(G_t: Generator, images: torch.Tensor, *, loss: PerceptualLoss | str, num_steps: int = 1000,
-                        seed: int = 0, progress: bool = True, **project_kwargs) -> StyleGallery:
+def gallery_from_images(
+    G_t: Generator,
+    images: torch.Tensor,
+    *,
+    loss: PerceptualLoss | str,
+    num_steps: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+    **project_kwargs,
+) -> StyleGallery:
     """w-only projections (Eq. 5: no noise maps) of style ``images`` [N, 3, H, W] into ``G_t``."""
     ws, recon = [], []
     for i in tqdm(range(images.shape[0]), disable=not progress, desc="project styles"):
-        res = project(G_t, images[i : i + 1], loss=loss, num_steps=num_steps, optimize_noise=False, seed=seed + i,
-                      progress=False, **project_kwargs)
+        res = project(
+            G_t,
+            images[i : i + 1],
+            loss=loss,
+            num_steps=num_steps,
+            optimize_noise=False,
+            seed=seed + i,
+            progress=False,
+            **project_kwargs,
+        )
         ws.append(res.w)
         recon.append(res.image)
     return StyleGallery(torch.cat(ws), torch.cat(recon), source="projections")
@@ -123,14 +140,23 @@ def lso_initial_variables(n: int, w_dim: int, lso_kwargs: dict) -> torch.Tensor:
 def _concat_lso(results: list[LSOResult]) -> LSOResult:
     """One :class:`LSOResult` from the results of consecutive batches (distances as lists, history summed)."""
     first = results[0]
-    history = {k: ([sum(r.history[k][t] for r in results) for t in range(len(v))] if k != "lr" else list(v))
-               for k, v in first.history.items()}
-    distances = {k: [x for r in results for x in (r.distances[k] if isinstance(r.distances[k], list)
-                                                  else [r.distances[k]])] for k in first.distances}
-    return LSOResult(w=torch.cat([r.w for r in results]), image=torch.cat([r.image for r in results]),
-                     mixed_image=torch.cat([r.mixed_image for r in results]),
-                     offset=torch.cat([r.offset for r in results]), rows=first.rows, history=history,
-                     distances=distances)
+    history = {
+        k: ([sum(r.history[k][t] for r in results) for t in range(len(v))] if k != "lr" else list(v))
+        for k, v in first.history.items()
+    }
+    distances = {
+        k: [x for r in results for x in (r.distances[k] if isinstance(r.distances[k], list) else [r.distances[k]])]
+        for k in first.distances
+    }
+    return LSOResult(
+        w=torch.cat([r.w for r in results]),
+        image=torch.cat([r.image for r in results]),
+        mixed_image=torch.cat([r.mixed_image for r in results]),
+        offset=torch.cat([r.offset for r in results]),
+        rows=first.rows,
+        history=history,
+        distances=distances,
+    )
 
 
 def stylize_pairs(
@@ -163,8 +189,12 @@ def stylize_pairs(
     order. (ε, with ``latent_noise_std`` > 0, is drawn per batch and so depends on the batching.)
     """
     num_ws, w_dim = G_s.num_ws, G_s.w_dim
-    assert w_s.ndim == 3 and w_s.shape[1:] == (num_ws, w_dim), f"w_s must be [N,{num_ws},{w_dim}], got {tuple(w_s.shape)}"
-    assert w_t.ndim == 3 and w_t.shape[1:] == (num_ws, w_dim), f"w_t must be [S,{num_ws},{w_dim}], got {tuple(w_t.shape)}"
+    assert w_s.ndim == 3 and w_s.shape[1:] == (num_ws, w_dim), (
+        f"w_s must be [N,{num_ws},{w_dim}], got {tuple(w_s.shape)}"
+    )
+    assert w_t.ndim == 3 and w_t.shape[1:] == (num_ws, w_dim), (
+        f"w_t must be [S,{num_ws},{w_dim}], got {tuple(w_t.shape)}"
+    )
     run_lso = (method == "lerp_lso") if run_lso is None else bool(run_lso)
     if method == "lerp_lso" and not run_lso:
         raise HrinvError("lerp_lso is lerp followed by LSO: use method='lerp' for the mix alone")
@@ -174,22 +204,27 @@ def stylize_pairs(
     ci, si = pairs if pairs is not None else pair_indices(w_s.shape[0], w_t.shape[0])
     ci, si = torch.as_tensor(ci).long().reshape(-1).cpu(), torch.as_tensor(si).long().reshape(-1).cpu()
     if ci.numel() == 0 or ci.shape != si.shape:
-        raise HrinvError(f"pairs must be two equally long, non-empty index vectors, got {tuple(ci.shape)}, {tuple(si.shape)}")
+        raise HrinvError(
+            f"pairs must be two equally long, non-empty index vectors, got {tuple(ci.shape)}, {tuple(si.shape)}"
+        )
     if int(ci.min()) < 0 or int(ci.max()) >= w_s.shape[0] or int(si.min()) < 0 or int(si.max()) >= w_t.shape[0]:
         raise HrinvError(f"pair indices out of range: {w_s.shape[0]} contents, {w_t.shape[0]} styles")
     if run_lso:
         if contents is None:
             raise HrinvError("LSO needs the content images (its target)")
-        assert contents.ndim == 4 and contents.shape[0] == w_s.shape[0] and contents.shape[1] == 3, \
+        assert contents.ndim == 4 and contents.shape[0] == w_s.shape[0] and contents.shape[1] == 3, (
             f"contents must be [{w_s.shape[0]},3,H,W], got {tuple(contents.shape)}"
+        )
     m = mix(method, G_s, G_t, w_s[ci], w_t.to(w_s)[si], gamma=gamma, swap_res=swap_res)
     n = m.w_m.shape[0]
     if not run_lso:
         with torch.no_grad():
-            mixed = torch.cat([m.G_m.synthesis(m.w_m[i : i + batch_size], noise_mode="const")
-                               for i in range(0, n, batch_size)])
-        return Stylized(images=mixed, mixed=mixed, w=m.w_m, w_mixed=m.w_m, content_index=ci, style_index=si,
-                        schedule=m.gamma)
+            mixed = torch.cat(
+                [m.G_m.synthesis(m.w_m[i : i + batch_size], noise_mode="const") for i in range(0, n, batch_size)]
+            )
+        return Stylized(
+            images=mixed, mixed=mixed, w=m.w_m, w_mixed=m.w_m, content_index=ci, style_index=si, schedule=m.gamma
+        )
     kw = dict(lso_kwargs or {})
     if kw.pop("optimize_noise", False):
         raise HrinvError("optimize_noise changes the noise maps that all pairs share: run hrinv_nb.lso on one pair")
@@ -202,17 +237,49 @@ def stylize_pairs(
         idx = slice(i, i + lso_step)
         results.append(lso(m.G_m, m.w_m[idx], contents[ci[idx]], init=init[idx], progress=False, **kw))
     res = _concat_lso(results)
-    return Stylized(images=res.image, mixed=res.mixed_image, w=res.w, w_mixed=m.w_m, content_index=ci,
-                    style_index=si, schedule=m.gamma, lso=res)
+    return Stylized(
+        images=res.image,
+        mixed=res.mixed_image,
+        w=res.w,
+        w_mixed=m.w_m,
+        content_index=ci,
+        style_index=si,
+        schedule=m.gamma,
+        lso=res,
+    )
 
 
-def stylize(G_s: Generator, G_t: Generator, w_s: torch.Tensor, gallery: StyleGallery, *, method: str = "lerp",
-            gamma: Gamma | None = None, swap_res: int | None = None, content: torch.Tensor | None = None,
-            lso_kwargs: dict | None = None, batch_size: int = 16, progress: bool = True,
-            judge: Callable[[torch.Tensor, torch.Tensor], float] | None = None, lso_batch_size: int = 1) -> Stylized:
+def stylize(
+    G_s: Generator,
+    G_t: Generator,
+    w_s: torch.Tensor,
+    gallery: StyleGallery,
+    *,
+    method: str = "lerp",
+    gamma: Gamma | None = None,
+    swap_res: int | None = None,
+    content: torch.Tensor | None = None,
+    lso_kwargs: dict | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+    judge: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
+    lso_batch_size: int = 1,
+) -> Stylized:
     """Stylise one content code ``w_s`` [1, num_ws, w_dim] against every gallery entry: :func:`stylize_pairs`
     with N = 1 and ``content`` [1, 3, H, W] as the LSO target; ``judge(a, b)`` fills the LSO distances."""
     assert w_s.ndim == 3 and w_s.shape[0] == 1, f"w_s must be one code [1,num_ws,w_dim], got {tuple(w_s.shape)}"
     kw = {**(lso_kwargs or {}), **({"judge": judge} if judge is not None else {})}
-    return stylize_pairs(G_s, G_t, w_s, gallery.w, method, contents=content, gamma=gamma, swap_res=swap_res,
-                         lso_kwargs=kw, batch_size=batch_size, lso_batch_size=lso_batch_size, progress=progress)
+    return stylize_pairs(
+        G_s,
+        G_t,
+        w_s,
+        gallery.w,
+        method,
+        contents=content,
+        gamma=gamma,
+        swap_res=swap_res,
+        lso_kwargs=kw,
+        batch_size=batch_size,
+        lso_batch_size=lso_batch_size,
+        progress=progress,
+    )

@@ -45,10 +45,16 @@ class BottleneckIRSE(nn.Module):
         if in_channel == depth:
             self.shortcut_layer = nn.MaxPool2d(1, stride)
         else:
-            self.shortcut_layer = nn.Sequential(nn.Conv2d(in_channel, depth, 1, stride, bias=False), nn.BatchNorm2d(depth))
+            self.shortcut_layer = nn.Sequential(
+                nn.Conv2d(in_channel, depth, 1, stride, bias=False), nn.BatchNorm2d(depth)
+            )
         self.res_layer = nn.Sequential(
-            nn.BatchNorm2d(in_channel), nn.Conv2d(in_channel, depth, 3, 1, 1, bias=False), nn.PReLU(depth),
-            nn.Conv2d(depth, depth, 3, stride, 1, bias=False), nn.BatchNorm2d(depth), SEModule(depth, 16),
+            nn.BatchNorm2d(in_channel),
+            nn.Conv2d(in_channel, depth, 3, 1, 1, bias=False),
+            nn.PReLU(depth),
+            nn.Conv2d(depth, depth, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(depth),
+            SEModule(depth, 16),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -92,8 +98,10 @@ def load_arcface(weights: str | os.PathLike | None = None, device: str | torch.d
     The file is read by :func:`~hrinv_nb.torch_files.load_torch_file` (checked, ``weights_only``).
     """
     path = weights or os.environ.get(ARCFACE_ENV)
-    hint = (f"Download nothing here: put TreB1eN/InsightFace_Pytorch's model_ir_se50.pth somewhere local and pass "
-            f"weights=... or set {ARCFACE_ENV}=/path/to/model_ir_se50.pth")
+    hint = (
+        f"Download nothing here: put TreB1eN/InsightFace_Pytorch's model_ir_se50.pth somewhere local and pass "
+        f"weights=... or set {ARCFACE_ENV}=/path/to/model_ir_se50.pth"
+    )
     if path is None:
         raise FileNotFoundError(f"no ArcFace weights given. {hint}")
     path = Path(path).expanduser()

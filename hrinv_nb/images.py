@@ -64,7 +64,9 @@ def _background_rgb(background: str | tuple[int, int, int]) -> tuple[int, int, i
     """``"white"``, ``"black"`` or an ``(r, g, b)`` triple of 0..255 ints, as an RGB triple."""
     if isinstance(background, str):
         if background not in BACKGROUNDS:
-            raise HrinvError(f"background must be one of {sorted(BACKGROUNDS)} or an (r, g, b) triple, got {background!r}")
+            raise HrinvError(
+                f"background must be one of {sorted(BACKGROUNDS)} or an (r, g, b) triple, got {background!r}"
+            )
         return BACKGROUNDS[background]
     rgb = tuple(background)
     if len(rgb) != 3 or not all(isinstance(v, (int, np.integer)) and 0 <= v <= 255 for v in rgb):
@@ -164,19 +166,21 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
                 img.load()
                 try:
                     oriented = ImageOps.exif_transpose(img)
-                except Exception as err:  # noqa: BLE001 - malformed EXIF raises many types
+                except Exception as err:
                     raise ImageLoadError(f"{path}: its EXIF metadata is corrupt ({type(err).__name__}: {err})") from err
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as err:
         raise ImageLoadError(f"{path}: the image is too large to decode safely (Pillow: {err})") from err
     except UnidentifiedImageError as err:
-        raise ImageLoadError(f"{path}: not a recognised image file (accepted formats: {', '.join(IMAGE_FORMATS)})") from err
+        raise ImageLoadError(
+            f"{path}: not a recognised image file (accepted formats: {', '.join(IMAGE_FORMATS)})"
+        ) from err
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise ImageLoadError(f"{path}: the image is truncated or corrupt ({type(err).__name__}: {err})") from err
     except MemoryError as err:
         raise ImageLoadError(f"{path}: not enough memory to decode the image") from err
-    except Exception as err:  # noqa: BLE001 - decoder failures on malformed bytes
+    except Exception as err:
         raise ImageLoadError(f"{path}: the image cannot be decoded ({type(err).__name__}: {err})") from err
     assert oriented is not None
     return oriented

@@ -61,16 +61,23 @@ class INRNetwork(nn.Module):
 class INRSynthesisNetwork(SynthesisNetwork):
     """StyleGAN2 synthesis blocks followed by :class:`INRNetwork` on the last block's features."""
 
-    def __init__(self, w_dim: int, img_resolution: int, img_channels: int, inr_net_kwargs: dict | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, w_dim: int, img_resolution: int, img_channels: int, inr_net_kwargs: dict | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(w_dim, img_resolution, img_channels, **kwargs)
         last = getattr(self, f"b{img_resolution}")
         in_ch = last.conv1.weight.shape[0]
         self.inr_net = INRNetwork(in_ch, out_channels=img_channels, **(inr_net_kwargs or {}))
         self.shape: tuple[int, int] = (img_resolution, img_resolution)
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "random", shape: tuple[int, int] | None = None,
-                return_ori_out: bool = False, **block_kwargs: Any):
+    def forward(
+        self,
+        ws: torch.Tensor,
+        noise_mode: str = "random",
+        shape: tuple[int, int] | None = None,
+        return_ori_out: bool = False,
+        **block_kwargs: Any,
+    ):
         ws = ws.to(torch.float32)
         x = img = None
         for res, cur_ws in zip(self.block_resolutions, self.block_ws(ws)):
@@ -82,12 +89,21 @@ class INRSynthesisNetwork(SynthesisNetwork):
 class StyleINRGenerator(Generator):
     """A :class:`Generator` whose synthesis ends in an INR head (``synthesis.inr_net.*``)."""
 
-    def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
-                 mapping_kwargs: dict | None = None, synthesis_kwargs: dict | None = None,
-                 inr_net_kwargs: dict | None = None) -> None:
+    def __init__(
+        self,
+        z_dim: int,
+        c_dim: int,
+        w_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        mapping_kwargs: dict | None = None,
+        synthesis_kwargs: dict | None = None,
+        inr_net_kwargs: dict | None = None,
+    ) -> None:
         super().__init__(z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs, synthesis_kwargs)
-        self.synthesis = INRSynthesisNetwork(w_dim, img_resolution, img_channels, inr_net_kwargs=inr_net_kwargs,
-                                             **(synthesis_kwargs or {}))
+        self.synthesis = INRSynthesisNetwork(
+            w_dim, img_resolution, img_channels, inr_net_kwargs=inr_net_kwargs, **(synthesis_kwargs or {})
+        )
         self.init_kwargs["inr_net_kwargs"] = dict(inr_net_kwargs or {})
 
 
@@ -112,9 +128,15 @@ def with_shape(G: StyleINRGenerator, shape: tuple[int, int]) -> StyleINRGenerato
     return G2
 
 
-def train_inr_head(G: StyleINRGenerator, steps: int = 500, batch: int = 8, lr: float = 2e-3, seed: int = 0,
-                   sizes: tuple[tuple[int, int], ...] = ((64, 64), (48, 96), (96, 96), (32, 96), (128, 128)),
-                   progress: bool = True) -> list[float]:
+def train_inr_head(
+    G: StyleINRGenerator,
+    steps: int = 500,
+    batch: int = 8,
+    lr: float = 2e-3,
+    seed: int = 0,
+    sizes: tuple[tuple[int, int], ...] = ((64, 64), (48, 96), (96, 96), (32, 96), (128, 128)),
+    progress: bool = True,
+) -> list[float]:
     """Fit the INR head of ``G`` (mapping and blocks frozen) to the StyleGAN2 skip image.
 
     At the native resolution the target is the skip image itself; at other shapes it is the skip
@@ -139,8 +161,11 @@ def train_inr_head(G: StyleINRGenerator, steps: int = 500, batch: int = 8, lr: f
             for res, cur_ws in zip(synth.block_resolutions, synth.block_ws(ws)):
                 x, img = getattr(synth, f"b{res}")(x, img, cur_ws, noise_mode="const")
         shape = sizes[step % len(sizes)]
-        target = img if tuple(img.shape[-2:]) == tuple(shape) else F.interpolate(
-            img, size=shape, mode="bilinear", align_corners=False, antialias=True)
+        target = (
+            img
+            if tuple(img.shape[-2:]) == tuple(shape)
+            else F.interpolate(img, size=shape, mode="bilinear", align_corners=False, antialias=True)
+        )
         out = synth.inr_net(x, shape)
         loss = (out - target).abs().mean()
         opt.zero_grad(set_to_none=True)

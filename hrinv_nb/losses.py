@@ -17,9 +17,9 @@ from __future__ import annotations
 import copy
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,7 @@ from torch import nn
 
 from .torch_files import load_torch_file
 
-LayerKey = Union[int, str]
+LayerKey = int | str
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -63,7 +63,9 @@ _LAMBDA_ROWS: tuple[tuple[str, str, Sequence[LayerKey], Sequence[float]], ...] =
 )
 
 
-def _lambda_tables(rows: Sequence[tuple[str, str, Sequence[LayerKey], Sequence[float]]]) -> dict[str, dict[str, dict[LayerKey, float]]]:
+def _lambda_tables(
+    rows: Sequence[tuple[str, str, Sequence[LayerKey], Sequence[float]]],
+) -> dict[str, dict[str, dict[LayerKey, float]]]:
     tables: dict[str, dict[str, dict[LayerKey, float]]] = {}
     for name, config, keys, values in rows:
         tables.setdefault(name, {})[config] = _table(keys, values)
@@ -145,7 +147,7 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
             continue
-        key = key[len("module."):] if key.startswith("module.") else key
+        key = key[len("module.") :] if key.startswith("module.") else key
         out[key] = value.float() if value.is_floating_point() else value
     return out
 
@@ -173,7 +175,7 @@ def _vgg_trunk_state(state: Mapping[str, torch.Tensor], last_index: int) -> dict
         if key.startswith("features."):
             index = int(key.split(".")[1])
             if index <= last_index:
-                out[key[len("features."):]] = value
+                out[key[len("features.") :]] = value
         elif not key.startswith(_HEAD_PREFIXES):
             out[key] = value  # reported as unexpected by _load_into
     return out
@@ -245,7 +247,9 @@ class _StopForward(Exception):
     """Raised by the hook of the last needed layer so that deeper layers are not computed."""
 
 
-def hooked_features(model: nn.Module, modules: Mapping[LayerKey, nn.Module], x: torch.Tensor) -> dict[LayerKey, torch.Tensor]:
+def hooked_features(
+    model: nn.Module, modules: Mapping[LayerKey, nn.Module], x: torch.Tensor
+) -> dict[LayerKey, torch.Tensor]:
     """Run ``model(x)`` and return the outputs of ``modules`` (stopping once all have fired)."""
     out: dict[LayerKey, torch.Tensor] = {}
     pending = set(modules)
@@ -329,7 +333,7 @@ def vgg_layer_index(key: LayerKey) -> int:
     text = str(key)
     for prefix in ("features_", "features."):
         if text.startswith(prefix):
-            text = text[len(prefix):]
+            text = text[len(prefix) :]
     return int(text)
 
 
@@ -345,7 +349,9 @@ def block_resolution(key: LayerKey) -> int:
 class PerceptualLoss(nn.Module):
     """Base: ``set_target(img)`` caches target features; ``forward(img)`` is Σ_l ‖λ_l (φ_l(img) − φ_l(target))‖² / B."""
 
-    def __init__(self, name: str, lambdas: Mapping[LayerKey, float], downsample_size: int | tuple[int, int] = -1) -> None:
+    def __init__(
+        self, name: str, lambdas: Mapping[LayerKey, float], downsample_size: int | tuple[int, int] = -1
+    ) -> None:
         super().__init__()
         self.name = name
         self.lambdas: dict[LayerKey, float] = dict(lambdas)
@@ -356,7 +362,7 @@ class PerceptualLoss(nn.Module):
         """Features of ``img`` ([B,3,H,W] in [-1,1]) at the layers of ``self.lambdas``."""
         raise NotImplementedError
 
-    def train(self, mode: bool = True) -> "PerceptualLoss":
+    def train(self, mode: bool = True) -> PerceptualLoss:
         """Backbones stay in eval mode whatever the parent does."""
         super().train(mode)
         for child in self.children():
@@ -486,7 +492,9 @@ class TorchScriptLPIPSLoss(PerceptualLoss):
 class DiscriminatorFeatureLoss(PerceptualLoss):
     """StyleGAN2 discriminator blocks as perceptual network, on a frozen deep copy of D."""
 
-    def __init__(self, D: nn.Module, lambdas: Mapping[LayerKey, float], c: torch.Tensor | None = None, table: str = "") -> None:
+    def __init__(
+        self, D: nn.Module, lambdas: Mapping[LayerKey, float], c: torch.Tensor | None = None, table: str = ""
+    ) -> None:
         super().__init__("discriminator", lambdas)
         self.D = _freeze(copy.deepcopy(D))
         self.c = c
@@ -507,7 +515,15 @@ class DiscriminatorFeatureLoss(PerceptualLoss):
 # Factory
 
 LOSS_NAMES = (
-    "vgg16_conv", "vgg16_relu", "vgg16_conv_random", "resnet50", "resnet50_random", "deit_s16", "lpips_vgg", "d_h", "mse",
+    "vgg16_conv",
+    "vgg16_relu",
+    "vgg16_conv_random",
+    "resnet50",
+    "resnet50_random",
+    "deit_s16",
+    "lpips_vgg",
+    "d_h",
+    "mse",
     "discriminator",
 )
 # The image side each λ table was tuned for: "1024" tables see 1024² inputs, "256" tables 256².
@@ -609,7 +625,9 @@ def perceptual_loss(
     elif name in ("resnet50", "resnet50_random"):
         table_name = table or _resolution_table(downsample_size)
         chosen = select_lambdas(LAMBDA_TABLES["resnet50"][table_name], layers, lambdas, str)
-        backbone = random_resnet50(seed) if name == "resnet50_random" else _timm_backbone("resnet50", "resnet50", weights)
+        backbone = (
+            random_resnet50(seed) if name == "resnet50_random" else _timm_backbone("resnet50", "resnet50", weights)
+        )
         loss = HookedFeatureLoss(name, backbone, {k: str(k) for k in chosen}, chosen, downsample_size, table_name)
     elif name == "deit_s16":
         chosen = select_lambdas(LAMBDA_TABLES[name]["224"], layers, lambdas, str)

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from . import optim_checks
 from .errors import HrinvError
 from .images import to_uint8
 from .losses import PerceptualLoss, perceptual_loss
 from .networks import Generator
-from . import optim_checks
 from .projector import generator_noise_buffers, latent_noise_sigma, learning_rate, normalize_noise_
 
 EARLY_ROWS = (0, 1, 2, 3, 4)
@@ -82,8 +82,16 @@ def split_result(res: LSOResult) -> list[LSOResult]:
     out = []
     for i in range(res.w.shape[0]):
         dist = {k: (v[i] if isinstance(v, list) else v) for k, v in res.distances.items()}
-        out.append(LSOResult(w=res.w[i : i + 1], image=res.image[i : i + 1], mixed_image=res.mixed_image[i : i + 1],
-                             offset=res.offset[i : i + 1], rows=res.rows, distances=dist))
+        out.append(
+            LSOResult(
+                w=res.w[i : i + 1],
+                image=res.image[i : i + 1],
+                mixed_image=res.mixed_image[i : i + 1],
+                offset=res.offset[i : i + 1],
+                rows=res.rows,
+                distances=dist,
+            )
+        )
     return out
 
 
@@ -122,10 +130,13 @@ def lso(
     :class:`~hrinv_nb.optim_checks.NonFiniteLossError` at the first non-finite loss.
     """
     num_ws, w_dim = G_m.num_ws, G_m.w_dim
-    assert w_m.ndim == 3 and w_m.shape[1:] == (num_ws, w_dim), f"w_m must be [B,{num_ws},{w_dim}], got {tuple(w_m.shape)}"
+    assert w_m.ndim == 3 and w_m.shape[1:] == (num_ws, w_dim), (
+        f"w_m must be [B,{num_ws},{w_dim}], got {tuple(w_m.shape)}"
+    )
     batch = w_m.shape[0]
-    assert content.ndim == 4 and content.shape[1] == 3 and content.shape[0] in (1, batch), \
+    assert content.ndim == 4 and content.shape[1] == 3 and content.shape[0] in (1, batch), (
         f"content must be [1 or {batch},3,H,W], got {tuple(content.shape)}"
+    )
     optim_checks.check_images("content", content)
     if not bool(torch.isfinite(w_m).all()):
         raise HrinvError("w_m contains non-finite values")
@@ -221,9 +232,17 @@ def lso(
         distances = {"content_vs_mixed": float(judge(content, mixed)), "content_vs_lso": float(judge(content, image))}
     elif judge is not None:
         tgt = [content[i if content.shape[0] > 1 else 0][None] for i in range(batch)]
-        distances = {"content_vs_mixed": [float(judge(tgt[i], mixed[i : i + 1])) for i in range(batch)],
-                     "content_vs_lso": [float(judge(tgt[i], image[i : i + 1])) for i in range(batch)]}
+        distances = {
+            "content_vs_mixed": [float(judge(tgt[i], mixed[i : i + 1])) for i in range(batch)],
+            "content_vs_lso": [float(judge(tgt[i], image[i : i + 1])) for i in range(batch)],
+        }
     return LSOResult(
-        w=w_final, image=image, mixed_image=mixed, offset=offset_of(var).detach(), rows=rows, history=history,
-        distances=distances, noise={k: v.detach().clone() for k, v in noise.items()},
+        w=w_final,
+        image=image,
+        mixed_image=mixed,
+        offset=offset_of(var).detach(),
+        rows=rows,
+        history=history,
+        distances=distances,
+        noise={k: v.detach().clone() for k, v in noise.items()},
     )

@@ -170,13 +170,18 @@ def vgg_feature_distance_per_sample(
         for key in layers:
             f = feats[key]
             f = f / (f.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
-            a, b = f[: img.shape[0]], f[img.shape[0]:]
+            a, b = f[: img.shape[0]], f[img.shape[0] :]
             total += (a - b).square().sum(dim=1).mean(dim=(1, 2))
     return total
 
 
-def vgg_feature_distance(img: torch.Tensor, target: torch.Tensor, *, weights: str | os.PathLike,
-                         layers: tuple[int, ...] = FEATURE_DISTANCE_LAYERS) -> float:
+def vgg_feature_distance(
+    img: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    weights: str | os.PathLike,
+    layers: tuple[int, ...] = FEATURE_DISTANCE_LAYERS,
+) -> float:
     """Batch mean of :func:`vgg_feature_distance_per_sample`."""
     return float(vgg_feature_distance_per_sample(img, target, weights=weights, layers=layers).mean())
 

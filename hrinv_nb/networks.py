@@ -105,8 +105,13 @@ class Conv2dLayer(nn.Module):
         w = self.weight * self.weight_gain
         b = self.bias.to(x.dtype) if self.bias is not None else None
         x = conv2d_resample(
-            x, w.to(x.dtype), f=self.resample_filter, up=self.up, down=self.down,
-            padding=self.padding, flip_weight=(self.up == 1),
+            x,
+            w.to(x.dtype),
+            f=self.resample_filter,
+            up=self.up,
+            down=self.down,
+            padding=self.padding,
+            flip_weight=(self.up == 1),
         )
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
@@ -141,7 +146,9 @@ class MappingNetwork(nn.Module):
         if c_dim > 0:
             self.embed = FullyConnectedLayer(c_dim, embed_features)
         for idx in range(num_layers):
-            layer = FullyConnectedLayer(features[idx], features[idx + 1], activation=activation, lr_multiplier=lr_multiplier)
+            layer = FullyConnectedLayer(
+                features[idx], features[idx + 1], activation=activation, lr_multiplier=lr_multiplier
+            )
             setattr(self, f"fc{idx}", layer)
         if num_ws is not None and w_avg_beta is not None:
             self.register_buffer("w_avg", torch.zeros([w_dim]))
@@ -211,18 +218,32 @@ class SynthesisLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
     def forward(
-        self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random", fused_modconv: bool = True, gain: float = 1.0
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        noise_mode: str = "random",
+        fused_modconv: bool = True,
+        gain: float = 1.0,
     ) -> torch.Tensor:
         assert noise_mode in NOISE_MODES, f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}"
         styles = self.affine(w)
         noise = None
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+            noise = (
+                torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+            )
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
         x = modulated_conv2d(
-            x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
-            resample_filter=self.resample_filter, flip_weight=(self.up == 1), fused_modconv=fused_modconv,
+            x,
+            self.weight,
+            styles,
+            noise=noise,
+            up=self.up,
+            padding=self.padding,
+            resample_filter=self.resample_filter,
+            flip_weight=(self.up == 1),
+            fused_modconv=fused_modconv,
         )
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, self.bias, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
@@ -232,8 +253,13 @@ class ToRGBLayer(nn.Module):
     """1x1 modulated convolution without demodulation, to image channels."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 1,
-        conv_clamp: float | None = None, channels_last: bool = False,
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        kernel_size: int = 1,
+        conv_clamp: float | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.conv_clamp = conv_clamp
@@ -269,7 +295,12 @@ class SynthesisBlock(nn.Module):
         super().__init__()
         assert architecture in ("orig", "skip", "resnet"), f"unknown architecture {architecture!r}"
         self.in_channels, self.w_dim, self.resolution = in_channels, w_dim, resolution
-        self.img_channels, self.is_last, self.architecture, self.use_fp16 = img_channels, is_last, architecture, use_fp16
+        self.img_channels, self.is_last, self.architecture, self.use_fp16 = (
+            img_channels,
+            is_last,
+            architecture,
+            use_fp16,
+        )
         self.allow_fp16 = False  # float32 by default everywhere; see enable_fp16()
         self.register_buffer("resample_filter", setup_filter(list(resample_filter)))
         self.num_conv = 0
@@ -278,8 +309,14 @@ class SynthesisBlock(nn.Module):
             self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
         else:
             self.conv0 = SynthesisLayer(
-                in_channels, out_channels, w_dim=w_dim, resolution=resolution, up=2,
-                resample_filter=resample_filter, conv_clamp=conv_clamp, **layer_kwargs,
+                in_channels,
+                out_channels,
+                w_dim=w_dim,
+                resolution=resolution,
+                up=2,
+                resample_filter=resample_filter,
+                conv_clamp=conv_clamp,
+                **layer_kwargs,
             )
             self.num_conv += 1
         self.conv1 = SynthesisLayer(
@@ -290,7 +327,9 @@ class SynthesisBlock(nn.Module):
             self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp)
             self.num_torgb += 1
         if in_channels != 0 and architecture == "resnet":
-            self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2, resample_filter=resample_filter)
+            self.skip = Conv2dLayer(
+                in_channels, out_channels, kernel_size=1, bias=False, up=2, resample_filter=resample_filter
+            )
 
     def forward(
         self,
@@ -307,8 +346,10 @@ class SynthesisBlock(nn.Module):
         dtype = torch.float16 if use_fp16 else torch.float32
         if fused_modconv is None:
             # NVIDIA's rule, except that under autograd the (equivalent, faster) non-fused path runs.
-            fused_modconv = (not self.training) and (not torch.is_grad_enabled()) and (
-                dtype == torch.float32 or int(ws.shape[0]) == 1
+            fused_modconv = (
+                (not self.training)
+                and (not torch.is_grad_enabled())
+                and (dtype == torch.float32 or int(ws.shape[0]) == 1)
             )
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
@@ -357,8 +398,14 @@ class SynthesisNetwork(nn.Module):
             in_channels = channels[res // 2] if res > 4 else 0
             is_last = res == img_resolution
             block = SynthesisBlock(
-                in_channels, channels[res], w_dim=w_dim, resolution=res, img_channels=img_channels,
-                is_last=is_last, use_fp16=(res >= fp16_resolution), **block_kwargs,
+                in_channels,
+                channels[res],
+                w_dim=w_dim,
+                resolution=res,
+                img_channels=img_channels,
+                is_last=is_last,
+                use_fp16=(res >= fp16_resolution),
+                **block_kwargs,
             )
             self.num_ws += block.num_conv
             if is_last:
@@ -402,8 +449,13 @@ class Generator(nn.Module):
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
         self.init_kwargs = dict(
-            z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-            mapping_kwargs=dict(mapping_kwargs or {}), synthesis_kwargs=dict(synthesis_kwargs or {}),
+            z_dim=z_dim,
+            c_dim=c_dim,
+            w_dim=w_dim,
+            img_resolution=img_resolution,
+            img_channels=img_channels,
+            mapping_kwargs=dict(mapping_kwargs or {}),
+            synthesis_kwargs=dict(synthesis_kwargs or {}),
         )
         self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, **(synthesis_kwargs or {}))
         self.num_ws = self.synthesis.num_ws
@@ -458,13 +510,23 @@ class DiscriminatorBlock(nn.Module):
             self.fromrgb = Conv2dLayer(img_channels, tmp_channels, kernel_size=1, trainable=trainable(), **common)
         self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, kernel_size=3, trainable=trainable(), **common)
         self.conv1 = Conv2dLayer(
-            tmp_channels, out_channels, kernel_size=3, down=2, trainable=trainable(),
-            resample_filter=resample_filter, **common,
+            tmp_channels,
+            out_channels,
+            kernel_size=3,
+            down=2,
+            trainable=trainable(),
+            resample_filter=resample_filter,
+            **common,
         )
         if architecture == "resnet":
             self.skip = Conv2dLayer(
-                tmp_channels, out_channels, kernel_size=1, bias=False, down=2,
-                trainable=trainable(), resample_filter=resample_filter,
+                tmp_channels,
+                out_channels,
+                kernel_size=1,
+                bias=False,
+                down=2,
+                trainable=trainable(),
+                resample_filter=resample_filter,
             )
 
     def forward(
@@ -532,7 +594,12 @@ class DiscriminatorEpilogue(nn.Module):
         conv_clamp: float | None = None,
     ) -> None:
         super().__init__()
-        self.in_channels, self.cmap_dim, self.resolution, self.architecture = in_channels, cmap_dim, resolution, architecture
+        self.in_channels, self.cmap_dim, self.resolution, self.architecture = (
+            in_channels,
+            cmap_dim,
+            resolution,
+            architecture,
+        )
         if architecture == "skip":
             self.fromrgb = Conv2dLayer(img_channels, in_channels, kernel_size=1, activation=activation)
         self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
@@ -579,9 +646,17 @@ class Discriminator(nn.Module):
         assert img_resolution >= 4 and img_resolution & (img_resolution - 1) == 0, "resolution must be a power of 2"
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         self.init_kwargs = dict(
-            c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels, architecture=architecture,
-            channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res, conv_clamp=conv_clamp,
-            cmap_dim=cmap_dim, block_kwargs=dict(block_kwargs or {}), mapping_kwargs=dict(mapping_kwargs or {}),
+            c_dim=c_dim,
+            img_resolution=img_resolution,
+            img_channels=img_channels,
+            architecture=architecture,
+            channel_base=channel_base,
+            channel_max=channel_max,
+            num_fp16_res=num_fp16_res,
+            conv_clamp=conv_clamp,
+            cmap_dim=cmap_dim,
+            block_kwargs=dict(block_kwargs or {}),
+            mapping_kwargs=dict(mapping_kwargs or {}),
             epilogue_kwargs=dict(epilogue_kwargs or {}),
         )
         log2 = int(np.log2(img_resolution))
@@ -598,8 +673,14 @@ class Discriminator(nn.Module):
         for res in self.block_resolutions:
             in_channels = channels[res] if res < img_resolution else 0
             block = DiscriminatorBlock(
-                in_channels, channels[res], channels[res // 2], resolution=res, first_layer_idx=layer_idx,
-                use_fp16=(res >= fp16_resolution), **(block_kwargs or {}), **common,
+                in_channels,
+                channels[res],
+                channels[res // 2],
+                resolution=res,
+                first_layer_idx=layer_idx,
+                use_fp16=(res >= fp16_resolution),
+                **(block_kwargs or {}),
+                **common,
             )
             setattr(self, f"b{res}", block)
             layer_idx += block.num_layers
@@ -607,7 +688,9 @@ class Discriminator(nn.Module):
             self.mapping = MappingNetwork(
                 z_dim=0, c_dim=c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None, **(mapping_kwargs or {})
             )
-        self.b4 = DiscriminatorEpilogue(channels[4], cmap_dim=cmap_dim, resolution=4, **(epilogue_kwargs or {}), **common)
+        self.b4 = DiscriminatorEpilogue(
+            channels[4], cmap_dim=cmap_dim, resolution=4, **(epilogue_kwargs or {}), **common
+        )
 
     def _check_image(self, img: torch.Tensor) -> None:
         expected = (self.img_channels, self.img_resolution, self.img_resolution)

@@ -26,8 +26,11 @@ def zero_noise(G: Generator) -> dict[str, torch.Tensor]:
 
 def noise_strengths(G: Generator) -> dict[str, float]:
     """The learned per-layer noise strength of every synthesis layer (the noise map is scaled by it), by layer name."""
-    return {name: float(module.noise_strength) for name, module in G.synthesis.named_modules()
-            if isinstance(getattr(module, "noise_strength", None), torch.Tensor)}
+    return {
+        name: float(module.noise_strength)
+        for name, module in G.synthesis.named_modules()
+        if isinstance(getattr(module, "noise_strength", None), torch.Tensor)
+    }
 
 
 def with_noise_strength(G: Generator, strength: float) -> Generator:
@@ -48,7 +51,9 @@ def synthesize(G: Generator, w: torch.Tensor, noise: NoiseMaps | None = None, *,
 
     ``w`` is [B, num_ws, w_dim]. Maps missing from ``noise`` keep G's own; G is left unchanged.
     """
-    assert w.ndim == 3 and w.shape[1:] == (G.num_ws, G.w_dim), f"w must be [B,{G.num_ws},{G.w_dim}], got {tuple(w.shape)}"
+    assert w.ndim == 3 and w.shape[1:] == (G.num_ws, G.w_dim), (
+        f"w must be [B,{G.num_ws},{G.w_dim}], got {tuple(w.shape)}"
+    )
     saved = noise_buffers(G)
     try:
         if noise is not None or scale != 1.0:

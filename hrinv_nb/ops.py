@@ -150,7 +150,7 @@ def conv2d_resample(
     assert x.ndim == 4 and w.ndim == 4, f"x {tuple(x.shape)}, w {tuple(w.shape)}"
     assert up == 1 or down == 1, "up- and down-sampling at once is not used by StyleGAN2"
     out_ch, in_ch_per_group, kh, kw = w.shape
-    fh, fw = (f.shape if f is not None else (1, 1))
+    fh, fw = f.shape if f is not None else (1, 1)
     px0, px1, py0, py1 = _parse_padding(padding)
     if up > 1:
         px0 += (fw + up - 1) // 2

@@ -78,8 +78,9 @@ def check_images(name: str, images: torch.Tensor, tolerance: float = RANGE_TOLER
         )
 
 
-def check_finite_loss(step: int, terms: Mapping[str, torch.Tensor], total: torch.Tensor,
-                      image: torch.Tensor | None = None) -> None:
+def check_finite_loss(
+    step: int, terms: Mapping[str, torch.Tensor], total: torch.Tensor, image: torch.Tensor | None = None
+) -> None:
     """Raise :class:`NonFiniteLossError` when ``total`` is not finite, naming ``step`` and the first bad term.
 
     ``terms`` are the unweighted loss terms in the order they are reported; ``image`` the generator

@@ -270,7 +270,9 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         try:
             return self._STAND_INS[(module, name)]
         except KeyError:
-            raise ValueError(f"the pickle refers to {module}.{name}, which is not a NumPy float array; refused") from None
+            raise ValueError(
+                f"the pickle refers to {module}.{name}, which is not a NumPy float array; refused"
+            ) from None
 
     def persistent_load(self, pid: object) -> object:
         raise ValueError("the pickle uses persistent ids (for example torch tensors); refused")
@@ -282,7 +284,9 @@ def _legacy_noise(data: bytes) -> dict[str, np.ndarray]:
     noise = value.value if isinstance(value, _PickledArray) else None
     if isinstance(noise, dict):
         noise = {k: v.value if isinstance(v, _PickledArray) else v for k, v in noise.items()}
-    if not isinstance(noise, dict) or not all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in noise.items()):
+    if not isinstance(noise, dict) or not all(
+        isinstance(k, str) and isinstance(v, np.ndarray) for k, v in noise.items()
+    ):
         raise ValueError("the pickled 'noise_bufs' is not a dict of buffer name -> float array")
     return noise
 
@@ -308,7 +312,9 @@ def _read_npy(member: IO[bytes], key: str, max_bytes: int) -> np.ndarray | dict[
         return _legacy_noise(member.read(max_bytes + 1))
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > max_bytes:
-        raise ValueError(f"array {key!r} declares shape {shape} of {dtype} = {nbytes} bytes, above the limit of {max_bytes} (max_bytes)")
+        raise ValueError(
+            f"array {key!r} declares shape {shape} of {dtype} = {nbytes} bytes, above the limit of {max_bytes} (max_bytes)"
+        )
     data = member.read(nbytes)
     if len(data) != nbytes:
         raise ValueError(f"array {key!r} is truncated ({len(data)} of {nbytes} bytes)")
@@ -321,7 +327,9 @@ def _float_tensor(array: object, key: str, ndims: tuple[int, ...]) -> torch.Tens
     if not isinstance(array, np.ndarray) or array.dtype.kind != "f" or array.dtype.names is not None:
         raise ValueError(f"array {key!r} has dtype {getattr(array, 'dtype', type(array).__name__)}, not a float dtype")
     if array.ndim not in ndims or array.size == 0:
-        raise ValueError(f"array {key!r} has shape {array.shape}; expected a non-empty array with {' or '.join(map(str, ndims))} dimensions")
+        raise ValueError(
+            f"array {key!r} has shape {array.shape}; expected a non-empty array with {' or '.join(map(str, ndims))} dimensions"
+        )
     if not np.isfinite(array).all():
         raise ValueError(f"array {key!r} contains NaN or infinite values")
     return torch.from_numpy(np.array(array, dtype=np.float32))
@@ -337,7 +345,9 @@ def _read_projection(archive: zipfile.ZipFile, max_bytes: int) -> tuple[torch.Te
         raise ValueError("the archive has duplicate member names")
     for info in infos:
         if info.file_size > max_bytes:
-            raise ValueError(f"member {info.filename!r} is {info.file_size} bytes uncompressed, above the limit of {max_bytes} (max_bytes)")
+            raise ValueError(
+                f"member {info.filename!r} is {info.file_size} bytes uncompressed, above the limit of {max_bytes} (max_bytes)"
+            )
     total = sum(info.file_size for info in infos)
     if total > max_bytes:
         raise ValueError(f"the members total {total} bytes uncompressed, above the limit of {max_bytes} (max_bytes)")
@@ -355,7 +365,9 @@ def _read_projection(archive: zipfile.ZipFile, max_bytes: int) -> tuple[torch.Te
         w = w[None]
     if w.shape[0] != 1:
         raise ValueError(f"array 'w' has shape {tuple(w.shape)}; expected [1, num_ws, w_dim] or [num_ws, w_dim]")
-    noise = {k[len(NOISE_PREFIX):]: _float_tensor(v, k, (2, 3, 4)) for k, v in arrays.items() if k.startswith(NOISE_PREFIX)}
+    noise = {
+        k[len(NOISE_PREFIX) :]: _float_tensor(v, k, (2, 3, 4)) for k, v in arrays.items() if k.startswith(NOISE_PREFIX)
+    }
     if "noise_bufs" in arrays:
         if noise:
             raise ValueError("both 'noise_bufs' and 'noise_bufs/<name>' arrays are present")
@@ -385,7 +397,9 @@ def save_projection(path: str | os.PathLike, w: torch.Tensor, noise: dict[str, t
     return atomic_write(path, write)
 
 
-def load_projection(path: str | os.PathLike, *, max_bytes: int = MAX_PROJECTION_BYTES) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def load_projection(
+    path: str | os.PathLike, *, max_bytes: int = MAX_PROJECTION_BYTES
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Read ``(w, noise)`` from a projection ``.npz`` without unpickling anything.
 
     ``w`` comes back as [1, num_ws, w_dim] float32 (a stored [num_ws, w_dim] gains the batch axis).
@@ -406,8 +420,10 @@ def load_projection(path: str | os.PathLike, *, max_bytes: int = MAX_PROJECTION_
         raise ProjectionFileError(f"{path}: not a readable .npz (zip) archive ({err})") from err
     except MemoryError as err:
         raise ProjectionFileError(f"{path}: not enough memory to read the projection") from err
-    except Exception as err:  # noqa: BLE001 - zip, zlib, .npy header and pickle parsers raise many types on bad bytes
-        raise ProjectionFileError(f"{path}: {err if isinstance(err, ValueError) else f'corrupt archive ({type(err).__name__}: {err})'}") from err
+    except Exception as err:
+        raise ProjectionFileError(
+            f"{path}: {err if isinstance(err, ValueError) else f'corrupt archive ({type(err).__name__}: {err})'}"
+        ) from err
 
 
 # ----------------------------------------------------------------------------------------------
@@ -423,14 +439,23 @@ def _check_target(target: torch.Tensor) -> None:
 
 
 def _check_schedule(
-    num_steps: object, lr: object, lr_rampup: object, lr_rampdown: object, latent_noise_factor: object,
-    latent_noise_ramp: object, **weights: object,
+    num_steps: object,
+    lr: object,
+    lr_rampup: object,
+    lr_rampdown: object,
+    latent_noise_factor: object,
+    latent_noise_ramp: object,
+    **weights: object,
 ) -> None:
     """Refuse bad optimisation arguments (shared by :func:`project` and ``project_batch``), naming the argument."""
     check_steps("num_steps", num_steps)
     check_positive("lr", lr)
-    for name, value in (("lr_rampup", lr_rampup), ("lr_rampdown", lr_rampdown),
-                        ("latent_noise_factor", latent_noise_factor), *weights.items()):
+    for name, value in (
+        ("lr_rampup", lr_rampup),
+        ("lr_rampdown", lr_rampdown),
+        ("latent_noise_factor", latent_noise_factor),
+        *weights.items(),
+    ):
         check_weight(name, value)
     check_positive("latent_noise_ramp", latent_noise_ramp)  # σ_ε divides t by it
 
@@ -492,8 +517,11 @@ def project(
 
 
 # Keyword arguments of project(); project_batch takes the same, plus chunk_size.
-PROJECT_OPTIONS = {name: p.default for name, p in inspect.signature(project).parameters.items()
-                   if p.kind is inspect.Parameter.KEYWORD_ONLY}
+PROJECT_OPTIONS = {
+    name: p.default
+    for name, p in inspect.signature(project).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY
+}
 
 
 @dataclass
@@ -520,7 +548,9 @@ class BatchProjectionResult:
         )
 
 
-def project_batch(G: nn.Module, targets: torch.Tensor, *, chunk_size: int | None = None, **options: Any) -> BatchProjectionResult:
+def project_batch(
+    G: nn.Module, targets: torch.Tensor, *, chunk_size: int | None = None, **options: Any
+) -> BatchProjectionResult:
     """Invert every image of ``targets`` ([B, 3, H, W] in [-1, 1]) into ``G``, as B independent problems.
 
     Takes the keyword arguments of :func:`project` (same defaults, same schedule and objective), plus
@@ -540,7 +570,9 @@ def project_batch(G: nn.Module, targets: torch.Tensor, *, chunk_size: int | None
     """
     unknown = sorted(set(options) - set(PROJECT_OPTIONS))
     if unknown:
-        raise TypeError(f"project_batch() got unexpected keyword argument(s) {unknown}; it takes {sorted(PROJECT_OPTIONS)} and chunk_size")
+        raise TypeError(
+            f"project_batch() got unexpected keyword argument(s) {unknown}; it takes {sorted(PROJECT_OPTIONS)} and chunk_size"
+        )
     if "loss" not in options:
         raise TypeError("project_batch() needs loss= (a perceptual_loss module or a loss name)")
     assert isinstance(targets, torch.Tensor) and targets.ndim == 4 and targets.shape[1] == 3, (
@@ -555,15 +587,26 @@ def project_batch(G: nn.Module, targets: torch.Tensor, *, chunk_size: int | None
 
 def _noise_layers(G: nn.Module) -> dict[str, nn.Module]:
     """Synthesis layers that own a ``noise_const`` buffer, keyed by the buffer's name in ``G.synthesis``."""
-    return {f"{name}.noise_const": module for name, module in G.synthesis.named_modules()
-            if "noise_const" in getattr(module, "_buffers", {})}
+    return {
+        f"{name}.noise_const": module
+        for name, module in G.synthesis.named_modules()
+        if "noise_const" in getattr(module, "_buffers", {})
+    }
 
 
 def _project(G: nn.Module, targets: torch.Tensor, *, chunk_size: int | None, **o: Any) -> BatchProjectionResult:
     """Check the options, then solve ``targets`` chunk by chunk with one random stream (see :func:`project_batch`)."""
     check_images("targets" if targets.shape[0] > 1 else "target", targets)
-    _check_schedule(o["num_steps"], o["lr"], o["lr_rampup"], o["lr_rampdown"], o["latent_noise_factor"],
-                    o["latent_noise_ramp"], mse_weight=o["mse_weight"], noise_reg_weight=o["noise_reg_weight"])
+    _check_schedule(
+        o["num_steps"],
+        o["lr"],
+        o["lr_rampup"],
+        o["lr_rampdown"],
+        o["latent_noise_factor"],
+        o["latent_noise_ramp"],
+        mse_weight=o["mse_weight"],
+        noise_reg_weight=o["noise_reg_weight"],
+    )
     total_b = targets.shape[0]
     chunk = total_b if chunk_size is None else check_steps("chunk_size", chunk_size)
     w_space = str(o["w_space"]).lower()
@@ -594,7 +637,11 @@ def _project(G: nn.Module, targets: torch.Tensor, *, chunk_size: int | None, **o
             module._buffers["noise_const"] = const_noise[name]
         tgt = targets[start : start + chunk].to(device, torch.float32)
         init = None if w_init is None else (w_init if w_init.shape[0] == 1 else w_init[start : start + chunk])
-        desc = "project" if total_b == 1 else f"project x{tgt.shape[0]}" + (f" ({k + 1}/{len(starts)})" if len(starts) > 1 else "")
+        desc = (
+            "project"
+            if total_b == 1
+            else f"project x{tgt.shape[0]}" + (f" ({k + 1}/{len(starts)})" if len(starts) > 1 else "")
+        )
         w_c, noise_c, images_c, hist_c = _project_chunk(G, tgt, loss, generator, w_avg, w_std, init, rows, desc, o)
         ws.append(w_c)
         images.append(images_c)
@@ -604,7 +651,9 @@ def _project(G: nn.Module, targets: torch.Tensor, *, chunk_size: int | None, **o
         else:
             for key in ("loss", "perceptual", "mse", "noise_reg"):
                 sums[key] = [a + b for a, b in zip(sums[key], hist_c[key])]
-    history = {key: (values if key in ("lr", "sigma") else [v / total_b for v in values]) for key, values in sums.items()}
+    history = {
+        key: (values if key in ("lr", "sigma") else [v / total_b for v in values]) for key, values in sums.items()
+    }
     w_final, images_all = torch.cat(ws), torch.cat(images)
     noise = {name: torch.cat([part[name] for part in noise_parts]) for name in noise_parts[0]}
     assert images_all.shape == (total_b, 3, *targets.shape[2:]) and w_final.shape == (total_b, G.num_ws, G.w_dim)
@@ -612,8 +661,16 @@ def _project(G: nn.Module, targets: torch.Tensor, *, chunk_size: int | None, **o
 
 
 def _project_chunk(
-    G: nn.Module, targets: torch.Tensor, loss: PerceptualLoss, generator: torch.Generator, w_avg: torch.Tensor,
-    w_std: float, w_init: torch.Tensor | None, rows: int, desc: str, o: dict[str, Any],
+    G: nn.Module,
+    targets: torch.Tensor,
+    loss: PerceptualLoss,
+    generator: torch.Generator,
+    w_avg: torch.Tensor,
+    w_std: float,
+    w_init: torch.Tensor | None,
+    rows: int,
+    desc: str,
+    o: dict[str, Any],
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, dict[str, list[float]]]:
     """One chunk ``targets`` [b, 3, H, W] on ``G`` (a private copy whose noise buffers may be replaced).
 
@@ -666,8 +723,14 @@ def _project_chunk(
         if noise_bufs and o["normalize_noise"]:
             normalize_noise_per_sample_(noise_bufs.values())
 
-        for key, value in (("lr", step_lr), ("sigma", sigma), ("loss", total), ("perceptual", perceptual),
-                           ("mse", mse.sum()), ("noise_reg", noise_reg.sum())):
+        for key, value in (
+            ("lr", step_lr),
+            ("sigma", sigma),
+            ("loss", total),
+            ("perceptual", perceptual),
+            ("mse", mse.sum()),
+            ("noise_reg", noise_reg.sum()),
+        ):
             history[key].append(float(value.detach()) if isinstance(value, torch.Tensor) else float(value))
         if o["progress"] and step % 10 == 0:
             bar.set_postfix(loss=f"{history['loss'][-1] / batch:.4g}", mse=f"{history['mse'][-1] / batch:.4g}")

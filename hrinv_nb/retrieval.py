@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 
 
-def id_retrieval(content_emb: torch.Tensor, stylized_emb: torch.Tensor, stylized_labels: torch.Tensor,
-                 threshold: float = 1.5) -> dict[str, float]:
+def id_retrieval(
+    content_emb: torch.Tensor, stylized_emb: torch.Tensor, stylized_labels: torch.Tensor, threshold: float = 1.5
+) -> dict[str, float]:
     """Top-1 retrieval accuracy of ``stylized_emb`` [M, d] against ``content_emb`` [N, d].
 
     ``stylized_labels`` [M] holds each stylised image's content index. Returns ``top1``,

@@ -111,8 +111,19 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(module, "scalar")] = _numpy_scalar
         allowed[(module, "_reconstruct")] = _np_reconstruct
-    for name in ("Tensor", "Size", "device",
-                 "float16", "float32", "float64", "bfloat16", "int64", "int32", "uint8", "bool"):
+    for name in (
+        "Tensor",
+        "Size",
+        "device",
+        "float16",
+        "float32",
+        "float64",
+        "bfloat16",
+        "int64",
+        "int32",
+        "uint8",
+        "bool",
+    ):
         allowed[("torch", name)] = getattr(torch, name)
     return {k: v for k, v in allowed.items() if v is not None}
 
@@ -166,8 +177,10 @@ class RestrictedUnpickler(BoundedUnpickler):
         """Refuse a use of an allow-listed global (a call, NEWOBJ, BUILD) that snapshots never make."""
         name = self._names.get(id(func), f"<{type(func).__name__}>")
         module, _, attr = name.rpartition(".")
-        detail = (f"StyleGAN2-ADA snapshots never use it this way ({use}); unpickling it could allocate "
-                  "unbounded memory or change objects it should not")
+        detail = (
+            f"StyleGAN2-ADA snapshots never use it this way ({use}); unpickling it could allocate "
+            "unbounded memory or change objects it should not"
+        )
         return UnsafePickleError(module or "<object>", attr, self._path, detail)
 
     # ----------------------------------------------------------------- calls
@@ -274,8 +287,16 @@ class RestrictedUnpickler(BoundedUnpickler):
         offset, size, stride = self._check_view(storage, offset, size, stride)
         return torch._utils._rebuild_tensor(storage, offset, size, stride)
 
-    def _c_rebuild_tensor_v2(self, storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any,
-                             backward_hooks: Any, metadata: Any = None) -> torch.Tensor:
+    def _c_rebuild_tensor_v2(
+        self,
+        storage: Any,
+        offset: Any,
+        size: Any,
+        stride: Any,
+        requires_grad: Any,
+        backward_hooks: Any,
+        metadata: Any = None,
+    ) -> torch.Tensor:
         offset, size, stride = self._check_view(storage, offset, size, stride)
         self._check_hooks(backward_hooks)
         if not isinstance(requires_grad, bool) or not _empty_state(metadata):
@@ -288,16 +309,20 @@ class RestrictedUnpickler(BoundedUnpickler):
         self._check_hooks(backward_hooks)
         return torch._utils._rebuild_parameter(data, requires_grad, collections.OrderedDict())
 
-    def _c_rebuild_parameter_with_state(self, data: Any, requires_grad: Any, backward_hooks: Any,
-                                        state: Any) -> torch.Tensor:
+    def _c_rebuild_parameter_with_state(
+        self, data: Any, requires_grad: Any, backward_hooks: Any, state: Any
+    ) -> torch.Tensor:
         if not _empty_state(state):
             raise self._refuse(torch._utils._rebuild_parameter_with_state, "with attribute state")
         return self._c_rebuild_parameter(data, requires_grad, backward_hooks)
 
     def _c_rebuild_from_type_v2(self, func: Any, new_type: Any, args: Any, state: Any) -> torch.Tensor:
         rebuilders = (torch._utils._rebuild_tensor, torch._utils._rebuild_tensor_v2, torch._utils._rebuild_parameter)
-        if (not _one_of(func, rebuilders) or not _one_of(new_type, (torch.Tensor, torch.nn.Parameter))
-                or type(args) is not tuple):
+        if (
+            not _one_of(func, rebuilders)
+            or not _one_of(new_type, (torch.Tensor, torch.nn.Parameter))
+            or type(args) is not tuple
+        ):
             raise self._refuse(_rebuild_from_type_v2, f"with {brief(func)} -> {brief(new_type)}")
         if not _empty_state(state):
             raise self._refuse(_rebuild_from_type_v2, "with attribute state")
@@ -354,8 +379,12 @@ class RestrictedUnpickler(BoundedUnpickler):
         arr.__setstate__(state)
 
     def _build_dtype(self, dt: np.dtype, state: Any) -> None:
-        if (not isinstance(state, tuple) or len(state) not in (8, 9) or any(s is not None for s in state[2:5])
-                or (len(state) == 9 and state[8] is not None)):
+        if (
+            not isinstance(state, tuple)
+            or len(state) not in (8, 9)
+            or any(s is not None for s in state[2:5])
+            or (len(state) == 9 and state[8] is not None)
+        ):
             raise self._refuse(np.dtype, "with a structured or subarray state")
         dt.__setstate__(state)
         if dt.hasobject or dt.fields is not None or dt.itemsize > 64:

@@ -97,8 +97,9 @@ def high_frequency_share(img: torch.Tensor, cutoff: float = 0.5) -> torch.Tensor
     return torch.where(total > 0, high / total.clamp_min(1e-300), torch.zeros_like(total))
 
 
-def residual_band_split(img: torch.Tensor, target: torch.Tensor, low: float = 0.25,
-                        high: float = 0.5) -> dict[str, float]:
+def residual_band_split(
+    img: torch.Tensor, target: torch.Tensor, low: float = 0.25, high: float = 0.5
+) -> dict[str, float]:
     """Residual power of ``img − target`` below ``low`` and above ``high`` × Nyquist, and in total.
 
     Values are mean squared residuals (Parseval), averaged over batch and channels, so

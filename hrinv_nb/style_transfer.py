@@ -29,26 +29,56 @@ class NoiseStyleTransfer:
     content: ProjectionResult
 
 
-def noise_style_transfer(G: Generator, style_image: torch.Tensor, content_image: torch.Tensor, *,
-                         loss: PerceptualLoss | str, num_steps: int = 1000, seed: int = 0, progress: bool = True,
-                         style_projection: ProjectionResult | None = None, **project_kwargs) -> NoiseStyleTransfer:
+def noise_style_transfer(
+    G: Generator,
+    style_image: torch.Tensor,
+    content_image: torch.Tensor,
+    *,
+    loss: PerceptualLoss | str,
+    num_steps: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+    style_projection: ProjectionResult | None = None,
+    **project_kwargs,
+) -> NoiseStyleTransfer:
     """Fig. 11: w from the style image (w-only inversion), then only noise maps fitted to the content.
 
     ``style_projection`` reuses an existing w-only inversion of the style image. Extra keyword
     arguments (``mse_weight``, ``lr``, ...) go to both :func:`hrinv_nb.project` calls.
     """
     if style_projection is None:
-        style_projection = project(G, style_image, loss=loss, num_steps=num_steps, optimize_noise=False, seed=seed,
-                                   progress=progress, **project_kwargs)
+        style_projection = project(
+            G,
+            style_image,
+            loss=loss,
+            num_steps=num_steps,
+            optimize_noise=False,
+            seed=seed,
+            progress=progress,
+            **project_kwargs,
+        )
     w_style = style_projection.w
-    content = project(G, content_image, loss=loss, num_steps=num_steps, optimize_w=False, w_init=w_style,
-                      optimize_noise=True, seed=seed + 1, progress=progress, **project_kwargs)
+    content = project(
+        G,
+        content_image,
+        loss=loss,
+        num_steps=num_steps,
+        optimize_w=False,
+        w_init=w_style,
+        optimize_noise=True,
+        seed=seed + 1,
+        progress=progress,
+        **project_kwargs,
+    )
     assert torch.equal(content.w, w_style), "the style code must stay frozen"
-    return NoiseStyleTransfer(w=content.w, noise=content.noise, image=content.image, style=style_projection,
-                              content=content)
+    return NoiseStyleTransfer(
+        w=content.w, noise=content.noise, image=content.image, style=style_projection, content=content
+    )
 
 
-def invert_nonsquare(G: Generator, target: torch.Tensor, *, loss: PerceptualLoss | str, **project_kwargs) -> ProjectionResult:
+def invert_nonsquare(
+    G: Generator, target: torch.Tensor, *, loss: PerceptualLoss | str, **project_kwargs
+) -> ProjectionResult:
     """Invert a [1,3,H,W] target of any shape with a Style-INR generator rendering exactly H x W.
 
     The loss runs at the full H x W (no crop, no resize); the noise maps keep their native square

@@ -29,10 +29,19 @@ PathLike = str | os.PathLike
 MAX_ZIP_ENTRIES = 100_000
 
 _STORAGE_DTYPES: dict[str, torch.dtype] = {
-    "DoubleStorage": torch.float64, "FloatStorage": torch.float32, "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
-    "ComplexFloatStorage": torch.complex64, "ComplexDoubleStorage": torch.complex128, "UntypedStorage": torch.uint8,
+    "DoubleStorage": torch.float64,
+    "FloatStorage": torch.float32,
+    "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16,
+    "LongStorage": torch.int64,
+    "IntStorage": torch.int32,
+    "ShortStorage": torch.int16,
+    "CharStorage": torch.int8,
+    "ByteStorage": torch.uint8,
+    "BoolStorage": torch.bool,
+    "ComplexFloatStorage": torch.complex64,
+    "ComplexDoubleStorage": torch.complex128,
+    "UntypedStorage": torch.uint8,
 }
 
 _TORCH_MAGIC = 0x1950A86A20F9469CFC6C
@@ -51,8 +60,12 @@ def _storage_record(pid: Any, source: str, legacy: bool) -> tuple[str, int, int]
         raise file_error(source, f"bad storage record {brief(pid)}")
     if legacy and pid[5] is not None:
         view = pid[5]
-        if (not isinstance(view, tuple) or len(view) != 3 or not all(is_int(v) and v >= 0 for v in view[1:])
-                or view[1] + view[2] > numel):
+        if (
+            not isinstance(view, tuple)
+            or len(view) != 3
+            or not all(is_int(v) and v >= 0 for v in view[1:])
+            or view[1] + view[2] > numel
+        ):
             raise file_error(source, f"bad storage view {brief(view)}")
     return key, int(numel), torch._utils._element_size(_STORAGE_DTYPES[cls.name])
 
@@ -127,8 +140,11 @@ def _check_torch_zip(f: Any, size: int, source: str, storage_only: bool) -> None
     records: dict[str, int] = {}
     for info in infos:
         if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
-            raise file_error(source, f"zip record {info.filename!r} is compressed (torch.save stores records "
-                                     "uncompressed; a compressed record could be a decompression bomb)")
+            raise file_error(
+                source,
+                f"zip record {info.filename!r} is compressed (torch.save stores records "
+                "uncompressed; a compressed record could be a decompression bomb)",
+            )
         if info.header_offset + info.file_size > size:
             raise file_error(source, f"zip record {info.filename!r} reaches beyond the end of the file")
         records[info.filename] = info.file_size

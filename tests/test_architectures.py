@@ -12,7 +12,12 @@ import hrinv_nb
 def test_generator_architectures(architecture):
     torch.manual_seed(0)
     G = hrinv_nb.Generator(
-        32, 0, 32, 32, 3, mapping_kwargs={"num_layers": 2},
+        32,
+        0,
+        32,
+        32,
+        3,
+        mapping_kwargs={"num_layers": 2},
         synthesis_kwargs={"channel_base": 512, "channel_max": 32, "architecture": architecture, "conv_clamp": 256},
     ).eval()
     names = set(G.state_dict())
@@ -61,7 +66,9 @@ def test_equalised_lr_gain_applied_at_runtime():
 
 
 def test_truncation_psi_zero_gives_w_avg():
-    G = hrinv_nb.Generator(8, 0, 8, 8, 3, mapping_kwargs={"num_layers": 2}, synthesis_kwargs={"channel_base": 64, "channel_max": 8})
+    G = hrinv_nb.Generator(
+        8, 0, 8, 8, 3, mapping_kwargs={"num_layers": 2}, synthesis_kwargs={"channel_base": 64, "channel_max": 8}
+    )
     G.eval()
     G.mapping.w_avg.copy_(torch.arange(8.0))
     ws = G.mapping(torch.randn(2, 8), None, truncation_psi=0.0, truncation_cutoff=2)
@@ -70,7 +77,9 @@ def test_truncation_psi_zero_gives_w_avg():
 
 
 def test_w_avg_tracks_in_training_mode():
-    G = hrinv_nb.Generator(8, 0, 8, 8, 3, mapping_kwargs={"num_layers": 2}, synthesis_kwargs={"channel_base": 64, "channel_max": 8})
+    G = hrinv_nb.Generator(
+        8, 0, 8, 8, 3, mapping_kwargs={"num_layers": 2}, synthesis_kwargs={"channel_base": 64, "channel_max": 8}
+    )
     G.train()
     before = G.mapping.w_avg.clone()
     G.mapping(torch.randn(4, 8), None)
@@ -84,8 +93,15 @@ def test_w_avg_tracks_in_training_mode():
 def test_fp16_is_opt_in():
     from hrinv_nb.networks import enable_fp16
 
-    G = hrinv_nb.Generator(8, 0, 8, 16, 3, mapping_kwargs={"num_layers": 2},
-                           synthesis_kwargs={"channel_base": 128, "channel_max": 8, "num_fp16_res": 2})
+    G = hrinv_nb.Generator(
+        8,
+        0,
+        8,
+        16,
+        3,
+        mapping_kwargs={"num_layers": 2},
+        synthesis_kwargs={"channel_base": 128, "channel_max": 8, "num_fp16_res": 2},
+    )
     blocks = [G.synthesis.b8, G.synthesis.b16]
     assert all(b.use_fp16 and not b.allow_fp16 for b in blocks), "fp16 blocks exist but are off by default"
     enable_fp16(G)

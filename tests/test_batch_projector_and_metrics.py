@@ -8,15 +8,24 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from hrinv_nb import metrics
-from hrinv_nb.projector import project_batch
 from hrinv_nb.losses import perceptual_loss, resolution_lambda_scale, vgg16_trunk
 from hrinv_nb.networks import Generator
 from hrinv_nb.projector import (
-    generator_noise_buffers, noise_regularization, noise_regularization_per_sample, normalize_noise_per_sample_, project,
+    generator_noise_buffers,
+    noise_regularization,
+    noise_regularization_per_sample,
+    normalize_noise_per_sample_,
+    project,
+    project_batch,
 )
 
 TINY_KWARGS = dict(
-    z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3, mapping_kwargs={"num_layers": 2},
+    z_dim=32,
+    c_dim=0,
+    w_dim=32,
+    img_resolution=32,
+    img_channels=3,
+    mapping_kwargs={"num_layers": 2},
     synthesis_kwargs={"channel_base": 1024, "channel_max": 32, "num_fp16_res": 0, "conv_clamp": 256},
 )
 
@@ -42,8 +51,15 @@ def _targets(G: Generator, batch: int = 2) -> torch.Tensor:
 def test_batch_equals_separate_projections_without_random_draws():
     G = _tiny_generator()
     targets = _targets(G, 3)
-    common = dict(loss="mse", num_steps=6, optimize_noise=False, latent_noise_factor=0.0, progress=False,
-                  w_avg_samples=500, mse_weight=1.0)
+    common = dict(
+        loss="mse",
+        num_steps=6,
+        optimize_noise=False,
+        latent_noise_factor=0.0,
+        progress=False,
+        w_avg_samples=500,
+        mse_weight=1.0,
+    )
     batched = project_batch(G, targets, **common)
     chunked = project_batch(G, targets, chunk_size=2, **common)  # chunks of 2 and 1: separate problems
     assert batched.w.shape == (3, G.num_ws, G.w_dim) and batched.images.shape == targets.shape
@@ -104,8 +120,16 @@ def test_batch_noise_regularisation_runs_and_needs_noise_maps():
     result = project_batch(G, targets, loss="mse", num_steps=3, progress=False, w_avg_samples=500, noise_reg_weight=1e5)
     assert result.history["noise_reg"][0] > 0
     with pytest.raises(ValueError, match="optimize_noise"):
-        project_batch(G, targets, loss="mse", num_steps=2, progress=False, w_avg_samples=500, noise_reg_weight=1.0,
-                      optimize_noise=False)
+        project_batch(
+            G,
+            targets,
+            loss="mse",
+            num_steps=2,
+            progress=False,
+            w_avg_samples=500,
+            noise_reg_weight=1.0,
+            optimize_noise=False,
+        )
 
 
 def test_noise_regularisation_per_sample_matches_the_single_version():

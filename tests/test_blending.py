@@ -7,11 +7,20 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import TINY
 
 import hrinv_nb
-from conftest import TINY
-from hrinv_nb.blending import (blend_generators, blend_latents, layer_swap, method_schedule, mix, mixed_generator,
-                               paper_gamma, row_blocks, swap_schedule)
+from hrinv_nb.blending import (
+    blend_generators,
+    blend_latents,
+    layer_swap,
+    method_schedule,
+    mix,
+    mixed_generator,
+    paper_gamma,
+    row_blocks,
+    swap_schedule,
+)
 from hrinv_nb.errors import HrinvError
 
 
@@ -21,7 +30,7 @@ def pair():
     G_t = copy.deepcopy(G_s)
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        for name, p in G_t.synthesis.named_parameters():
+        for p in G_t.synthesis.parameters():
             p.add_(0.3 * torch.randn(p.shape, generator=gen))
         for p in G_t.mapping.parameters():
             p.add_(1.0)  # a different mapping must never leak into the blend
@@ -49,7 +58,9 @@ def test_per_block_lerp_values(pair):
     G_s, G_t = pair
     G_m = blend_generators(G_s, G_t, {4: 0.25, 64: 0.5})
     s, t, m = G_s.synthesis.state_dict(), G_t.synthesis.state_dict(), G_m.synthesis.state_dict()
-    torch.testing.assert_close(m["b4.conv1.weight"], s["b4.conv1.weight"] + 0.25 * (t["b4.conv1.weight"] - s["b4.conv1.weight"]))
+    torch.testing.assert_close(
+        m["b4.conv1.weight"], s["b4.conv1.weight"] + 0.25 * (t["b4.conv1.weight"] - s["b4.conv1.weight"])
+    )
     torch.testing.assert_close(m["b64.torgb.weight"], 0.5 * (s["b64.torgb.weight"] + t["b64.torgb.weight"]))
     assert torch.equal(m["b8.conv0.weight"], s["b8.conv0.weight"])  # unspecified blocks: γ = 0
     with pytest.raises(ValueError):

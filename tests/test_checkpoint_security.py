@@ -40,15 +40,22 @@ REPO = Path(__file__).resolve().parents[1]
 def tiny_nets(seed: int = 0, mapping_layers: int = 2) -> tuple[hrinv_nb.Generator, hrinv_nb.Discriminator]:
     """An 8x8 G and D small enough to save, load and fuzz hundreds of times in seconds."""
     torch.manual_seed(seed)
-    G = hrinv_nb.Generator(8, 0, 8, 8, 3, mapping_kwargs={"num_layers": mapping_layers},
-                           synthesis_kwargs={"channel_base": 64, "channel_max": 8, "conv_clamp": 256})
-    D = hrinv_nb.Discriminator(0, 8, 3, channel_base=64, channel_max=8, conv_clamp=256,
-                               epilogue_kwargs={"mbstd_group_size": 2})
+    G = hrinv_nb.Generator(
+        8,
+        0,
+        8,
+        8,
+        3,
+        mapping_kwargs={"num_layers": mapping_layers},
+        synthesis_kwargs={"channel_base": 64, "channel_max": 8, "conv_clamp": 256},
+    )
+    D = hrinv_nb.Discriminator(
+        0, 8, 3, channel_base=64, channel_max=8, conv_clamp=256, epilogue_kwargs={"mbstd_group_size": 2}
+    )
     return G, D
 
 
-def nvidia_snapshot(path: Path, G, D, monkeypatch, protocol: int | None = None, src: str = "pass\n",
-                    **extra) -> Path:
+def nvidia_snapshot(path: Path, G, D, monkeypatch, protocol: int | None = None, src: str = "pass\n", **extra) -> Path:
     """A pickle structured like NVIDIA's network-snapshot-*.pkl (see tests/test_checkpoints.py)."""
     easydict = _install_fake_nvidia_modules(monkeypatch)
 
@@ -162,8 +169,13 @@ def test_every_save_is_sniffed_as_safetensors_even_when_its_first_byte_is_0x80(t
     first_0x80 = 0
     for i in range(320):  # metadata sizes step by 2 bytes; key sets vary with D / a 3-layer mapping
         g, half = (G3 if i % 3 == 2 else G), i % 7 == 0
-        path = save_networks(tmp_path / f"n{i}.safetensors", G=g, D=D if i % 2 else None,
-                             meta={"note": "x" * (2 * i), **({"seed": i} if i % 5 == 0 else {})}, half=half)
+        path = save_networks(
+            tmp_path / f"n{i}.safetensors",
+            G=g,
+            D=D if i % 2 else None,
+            meta={"note": "x" * (2 * i), **({"seed": i} if i % 5 == 0 else {})},
+            half=half,
+        )
         assert _sniff(path) == "safetensors", f"save {i} (first byte {path.read_bytes()[0]:#x}) not sniffed"
         if path.read_bytes()[:1] == b"\x80":
             first_0x80 += 1
@@ -218,15 +230,22 @@ def test_a_malicious_training_state_runs_in_neither_loader(tmp_path):
 
     G, D = tiny_nets()
     with pytest.raises(CheckpointError) as info:
-        train(G, D, lambda b, g: (None, torch.zeros(b, 3, 8, 8)), TrainConfig(steps=1, batch=2), out_dir=tmp_path / "run",
-              progress=False)
+        train(
+            G,
+            D,
+            lambda b, g: (None, torch.zeros(b, 3, 8, 8)),
+            TrainConfig(steps=1, batch=2),
+            out_dir=tmp_path / "run",
+            progress=False,
+        )
     assert "state.pt" in str(info.value) and "weights_only" not in str(info.value)
     assert not marker.exists()
 
 
 def test_training_states_still_resume_and_load(tmp_path):
-    G = hrinv_nb.Generator(16, 0, 16, 16, 3, mapping_kwargs={"num_layers": 2},
-                           synthesis_kwargs={"channel_base": 128, "channel_max": 16})
+    G = hrinv_nb.Generator(
+        16, 0, 16, 16, 3, mapping_kwargs={"num_layers": 2}, synthesis_kwargs={"channel_base": 128, "channel_max": 16}
+    )
     D = hrinv_nb.Discriminator(0, 16, 3, channel_base=128, channel_max=16, epilogue_kwargs={"mbstd_group_size": 2})
     data = lambda b, g: (torch.randn(b, 16, generator=g), torch.zeros(b, 3, 16, 16))
     cfg = TrainConfig(steps=1, batch=2, checkpoint_every=1)
@@ -241,8 +260,9 @@ def test_training_states_still_resume_and_load(tmp_path):
 
 
 _TORCH_LOAD = {"torch.load", "torch.serialization.load"}
-_PICKLE_LOADS = {f"{m}.{f}" for m in ("pickle", "_pickle", "cPickle", "dill", "cloudpickle", "joblib")
-                 for f in ("load", "loads")} | {"pandas.read_pickle"}
+_PICKLE_LOADS = {
+    f"{m}.{f}" for m in ("pickle", "_pickle", "cPickle", "dill", "cloudpickle", "joblib") for f in ("load", "loads")
+} | {"pandas.read_pickle"}
 _UNPICKLERS = {"pickle.Unpickler", "pickle._Unpickler", "_pickle.Unpickler"}
 
 
@@ -300,29 +320,35 @@ def unsafe_loads(source: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("code", [
-    "import torch\ntorch.load(p)",
-    "import torch\ntorch.load(p, map_location='cpu', weights_only=False)",
-    "import torch\nflag = True\ntorch.load(p, weights_only=flag)",
-    "from torch import load\nload(p)",
-    "import pickle\npickle.loads(b)",
-    "import pickle as pk\npk.load(f)",
-    "from pickle import load as L\nL(f)",
-    "import numpy as np\nnp.load(p, allow_pickle=True)",
-    "import numpy\nnumpy.load(p, allow_pickle=trust)",
-    "import pickle\npickle.Unpickler(f).load()",
-    "import pickle\nclass U(pickle.Unpickler):\n    pass",
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import torch\ntorch.load(p)",
+        "import torch\ntorch.load(p, map_location='cpu', weights_only=False)",
+        "import torch\nflag = True\ntorch.load(p, weights_only=flag)",
+        "from torch import load\nload(p)",
+        "import pickle\npickle.loads(b)",
+        "import pickle as pk\npk.load(f)",
+        "from pickle import load as L\nL(f)",
+        "import numpy as np\nnp.load(p, allow_pickle=True)",
+        "import numpy\nnumpy.load(p, allow_pickle=trust)",
+        "import pickle\npickle.Unpickler(f).load()",
+        "import pickle\nclass U(pickle.Unpickler):\n    pass",
+    ],
+)
 def test_the_source_scan_finds_unsafe_loads(code):
     assert unsafe_loads(code), code
 
 
-@pytest.mark.parametrize("code", [
-    "import torch\ntorch.load(p, map_location='cpu', weights_only=True)",
-    "import numpy as np\nnp.load(p)\nnp.load(p, allow_pickle=False)",
-    "import pickle\nclass U(pickle.Unpickler):\n    def find_class(self, m, n):\n        raise ValueError\n",
-    "import pickle\npickle.dumps(x)",
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import torch\ntorch.load(p, map_location='cpu', weights_only=True)",
+        "import numpy as np\nnp.load(p)\nnp.load(p, allow_pickle=False)",
+        "import pickle\nclass U(pickle.Unpickler):\n    def find_class(self, m, n):\n        raise ValueError\n",
+        "import pickle\npickle.dumps(x)",
+    ],
+)
 def test_the_source_scan_accepts_safe_loads(code):
     assert not unsafe_loads(code), code
 
@@ -373,8 +399,14 @@ MEMORY_CAP_MB = 1536  # above what the process holds after importing torch
 def probe(paths: list[Path], timeout: float = 150) -> dict[str, dict]:
     """load_networks on each path in a child process under a memory cap; time, memory and error of each."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", _PROBE, str(MEMORY_CAP_MB), *map(str, paths)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(MEMORY_CAP_MB), *map(str, paths)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, f"the probe process died ({proc.returncode}): {proc.stderr[-3000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -418,17 +450,30 @@ def _bomb_files(d: Path, monkeypatch) -> dict[str, Path]:
     write("memo_index.pkl", b"\x80\x02Nr\xff\xff\xff\x7f.")
     write("bytes_length.pkl", b"\x80\x04\x8e" + struct.pack("<Q", 2**40) + b"abc.")
     # A safetensors file of a few hundred bytes declaring a 1024² generator.
-    huge = dict(z_dim=512, c_dim=0, w_dim=512, img_resolution=1024, img_channels=3,
-                mapping_kwargs={"num_layers": 8}, synthesis_kwargs={"channel_base": 2**20, "channel_max": 4096})
-    save_file({"G.x": torch.zeros(1)}, str(d / "huge_generator.safetensors"),
-              metadata={"generator_init_kwargs": json.dumps(huge)})
+    huge = dict(
+        z_dim=512,
+        c_dim=0,
+        w_dim=512,
+        img_resolution=1024,
+        img_channels=3,
+        mapping_kwargs={"num_layers": 8},
+        synthesis_kwargs={"channel_base": 2**20, "channel_max": 4096},
+    )
+    save_file(
+        {"G.x": torch.zeros(1)},
+        str(d / "huge_generator.safetensors"),
+        metadata={"generator_init_kwargs": json.dumps(huge)},
+    )
     files["huge_generator.safetensors"] = d / "huge_generator.safetensors"
     # Correct structure, but a 65536-wide hidden mapping layer (a 16 GiB weight) the file does not hold.
     G3, _ = tiny_nets(mapping_layers=3)
     wide = {**G3.init_kwargs, "mapping_kwargs": {"num_layers": 3, "layer_features": 65536}}
     for pad in range(8):  # (a header length that starts with 0x80 would hit the sniffing bug instead)
-        save_file({f"G.{k}": v.contiguous() for k, v in G3.state_dict().items()}, str(d / "wide_mapping.safetensors"),
-                  metadata={"generator_init_kwargs": json.dumps(wide), "pad": "p" * 8 * pad})
+        save_file(
+            {f"G.{k}": v.contiguous() for k, v in G3.state_dict().items()},
+            str(d / "wide_mapping.safetensors"),
+            metadata={"generator_init_kwargs": json.dumps(wide), "pad": "p" * 8 * pad},
+        )
         if (d / "wide_mapping.safetensors").read_bytes()[:1] != b"\x80":
             break
     files["wide_mapping.safetensors"] = d / "wide_mapping.safetensors"
@@ -443,9 +488,23 @@ def bombs(tmp_path_factory) -> tuple[dict[str, Path], dict[str, dict]]:
     return files, probe(list(files.values()))
 
 
-BOMBS = ["laughs_init_kwargs.pkl", "laughs_training_set.pkl", "deep_list.pkl", "deep_tuple_key.pkl",
-         "laughs_tuple_key.pkl", "huge_storage.pkl", "huge_legacy.pt", "huge_zip.pt", "tensor_call.pkl", "ndarray_call.pkl", "np_reconstruct.pkl",
-         "memo_index.pkl", "bytes_length.pkl", "huge_generator.safetensors", "wide_mapping.safetensors"]
+BOMBS = [
+    "laughs_init_kwargs.pkl",
+    "laughs_training_set.pkl",
+    "deep_list.pkl",
+    "deep_tuple_key.pkl",
+    "laughs_tuple_key.pkl",
+    "huge_storage.pkl",
+    "huge_legacy.pt",
+    "huge_zip.pt",
+    "tensor_call.pkl",
+    "ndarray_call.pkl",
+    "np_reconstruct.pkl",
+    "memo_index.pkl",
+    "bytes_length.pkl",
+    "huge_generator.safetensors",
+    "wide_mapping.safetensors",
+]
 
 
 @pytest.mark.parametrize("name", BOMBS)
@@ -475,8 +534,11 @@ def test_the_probe_sees_memory_and_time():
 def test_legacy_format_pt_files_still_load(tmp_path):
     G, _ = tiny_nets()
     path = tmp_path / "legacy.pt"
-    torch.save({"G": G.state_dict(), "generator_init_kwargs": json.dumps(G.init_kwargs)}, path,
-               _use_new_zipfile_serialization=False)
+    torch.save(
+        {"G": G.state_dict(), "generator_init_kwargs": json.dumps(G.init_kwargs)},
+        path,
+        _use_new_zipfile_serialization=False,
+    )
     assert path.read_bytes()[:1] == b"\x80"
     nets = load_networks(path)
     assert all(torch.equal(a, b) for a, b in zip(nets.G.state_dict().values(), G.state_dict().values()))
@@ -499,8 +561,11 @@ def test_non_finite_and_non_float_weights_are_refused(tmp_path, bad, fmt):
         sd[key] = sd[key].round().to(getattr(torch, bad))
     path = tmp_path / f"bad_{bad}.{fmt}"
     if fmt == "safetensors":
-        save_file({f"G.{k}": v for k, v in sd.items()}, str(path),
-                  metadata={"generator_init_kwargs": json.dumps(G.init_kwargs)})
+        save_file(
+            {f"G.{k}": v for k, v in sd.items()},
+            str(path),
+            metadata={"generator_init_kwargs": json.dumps(G.init_kwargs)},
+        )
     else:
         torch.save({"G": sd, "generator_init_kwargs": json.dumps(G.init_kwargs)}, path)
     with pytest.raises(CheckpointError) as info:
@@ -519,8 +584,9 @@ def _bad_files(d: Path, monkeypatch) -> dict[str, tuple[Path, str]]:
     st = save_networks(d / "ok.safetensors", G=G, D=D)
     pkl = nvidia_snapshot(d / "ok.pkl", G, D, monkeypatch)
     pt = d / "ok.pt"
-    torch.save({**{f"G.{k}": v for k, v in G.state_dict().items()},
-                "generator_init_kwargs": json.dumps(G.init_kwargs)}, pt)
+    torch.save(
+        {**{f"G.{k}": v for k, v in G.state_dict().items()}, "generator_init_kwargs": json.dumps(G.init_kwargs)}, pt
+    )
     for src in (st, pkl, pt):
         for frac in (0.02, 0.5, 0.97):
             cut = d / f"truncated_{int(frac * 100)}{src.suffix}"
@@ -537,13 +603,19 @@ def _bad_files(d: Path, monkeypatch) -> dict[str, tuple[Path, str]]:
     st_with("resolution_3.safetensors", json.dumps({**G.init_kwargs, "img_resolution": 3}), "img_resolution")
     st_with("zero_inputs.safetensors", json.dumps({**G.init_kwargs, "z_dim": 0}), "z_dim")  # 1/sqrt(0)
     st_with("string_dim.safetensors", json.dumps({**G.init_kwargs, "w_dim": "8"}), "w_dim")
-    st_with("nan_kwarg.safetensors", json.dumps({**G.init_kwargs, "synthesis_kwargs": {"conv_clamp": float("nan")}}),
-            "conv_clamp")
+    st_with(
+        "nan_kwarg.safetensors",
+        json.dumps({**G.init_kwargs, "synthesis_kwargs": {"conv_clamp": float("nan")}}),
+        "conv_clamp",
+    )
     # A network record that contains itself.
     easydict = _install_fake_nvidia_modules(monkeypatch)
     # 1000 leading entries make the pickler set them (one SETITEMS batch) before the record is built.
-    state = {**{f"pad{i}": 0 for i in range(1000)}, "_parameters": collections.OrderedDict(),
-             "_init_kwargs": easydict(G.init_kwargs)}
+    state = {
+        **{f"pad{i}": 0 for i in range(1000)},
+        "_parameters": collections.OrderedDict(),
+        "_init_kwargs": easydict(G.init_kwargs),
+    }
     stub = _Persistent("Generator", state, "pass\n")
     state["_modules"] = collections.OrderedDict(synthesis=stub)
     (d / "self_ref.pkl").write_bytes(pickle.dumps({"state": state, "G_ema": stub}))
@@ -578,11 +650,29 @@ def bad_files(tmp_path_factory):
         return _bad_files(tmp_path_factory.mktemp("bad"), mp)
 
 
-BAD = ["truncated_2.safetensors", "truncated_50.safetensors", "truncated_97.safetensors", "truncated_2.pkl",
-       "truncated_50.pkl", "truncated_97.pkl", "truncated_2.pt", "truncated_50.pt", "truncated_97.pt",
-       "bad_json.safetensors", "json_list.safetensors", "resolution_3.safetensors", "zero_inputs.safetensors",
-       "string_dim.safetensors", "nan_kwarg.safetensors", "self_ref.pkl", "global.pt", "deflated.pt",
-       "short_records.pt", "not_snapshot.pkl", "noise.pkl"]
+BAD = [
+    "truncated_2.safetensors",
+    "truncated_50.safetensors",
+    "truncated_97.safetensors",
+    "truncated_2.pkl",
+    "truncated_50.pkl",
+    "truncated_97.pkl",
+    "truncated_2.pt",
+    "truncated_50.pt",
+    "truncated_97.pt",
+    "bad_json.safetensors",
+    "json_list.safetensors",
+    "resolution_3.safetensors",
+    "zero_inputs.safetensors",
+    "string_dim.safetensors",
+    "nan_kwarg.safetensors",
+    "self_ref.pkl",
+    "global.pt",
+    "deflated.pt",
+    "short_records.pt",
+    "not_snapshot.pkl",
+    "noise.pkl",
+]
 
 
 @pytest.mark.parametrize("name", BAD)

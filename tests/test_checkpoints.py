@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import EDGE, TINY
 
 import hrinv_nb
-from conftest import EDGE, TINY
 from hrinv_nb.checkpoints import load_networks, save_networks
 from hrinv_nb.errors import CheckpointError, UnsafePickleError
 
-
 # ----------------------------------------------------------------------------- NVIDIA-like pickles
+
 
 def _install_fake_nvidia_modules(monkeypatch: pytest.MonkeyPatch) -> type:
     """Register stand-ins for torch_utils.persistence and dnnlib.util so pickle can name them."""
@@ -42,7 +42,12 @@ def _install_fake_nvidia_modules(monkeypatch: pytest.MonkeyPatch) -> type:
     util.EasyDict = EasyDict
     dnnlib = types.ModuleType("dnnlib")
     dnnlib.util = util
-    for name, mod in {"torch_utils": torch_utils, "torch_utils.persistence": persistence, "dnnlib": dnnlib, "dnnlib.util": util}.items():
+    for name, mod in {
+        "torch_utils": torch_utils,
+        "torch_utils.persistence": persistence,
+        "dnnlib": dnnlib,
+        "dnnlib.util": util,
+    }.items():
         monkeypatch.setitem(sys.modules, name, mod)
     return EasyDict
 
@@ -146,14 +151,17 @@ def test_malicious_global_inside_torch_pt_is_refused(tmp_path):
 
 # ----------------------------------------------------------------------------- project format
 
+
 def test_safetensors_round_trip(tmp_path, tiny_tensors):
     nets = load_networks(TINY)
     out = save_networks(tmp_path / "net.safetensors", G=nets.G, D=nets.D, meta={"seed": 7, "note": "x"})
     again = load_networks(out)
     assert again.meta["seed"] == "7" and again.meta["note"] == "x" and again.G.num_ws == 10
     with torch.no_grad():
-        assert torch.equal(again.G.synthesis(tiny_tensors["wplus"], noise_mode="const"),
-                           nets.G.synthesis(tiny_tensors["wplus"], noise_mode="const"))
+        assert torch.equal(
+            again.G.synthesis(tiny_tensors["wplus"], noise_mode="const"),
+            nets.G.synthesis(tiny_tensors["wplus"], noise_mode="const"),
+        )
     assert not list(tmp_path.glob("*.tmp")), "atomic write must not leave temporaries"
 
 
@@ -175,8 +183,12 @@ def test_pt_state_dict_with_inferred_kwargs(tmp_path, tiny_tensors):
     assert again.meta["format"] == "torch"
     assert again.G.init_kwargs["synthesis_kwargs"]["channel_base"] == 4096
     with torch.no_grad():
-        torch.testing.assert_close(again.G.synthesis(tiny_tensors["ws_psi1"], noise_mode="const"),
-                                   tiny_tensors["img_psi1_const"], atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            again.G.synthesis(tiny_tensors["ws_psi1"], noise_mode="const"),
+            tiny_tensors["img_psi1_const"],
+            atol=1e-4,
+            rtol=0,
+        )
 
 
 def test_pt_with_prefixed_keys_and_kwargs(tmp_path):
@@ -190,6 +202,7 @@ def test_pt_with_prefixed_keys_and_kwargs(tmp_path):
 
 
 # ----------------------------------------------------------------------------- errors
+
 
 def test_missing_file_names_path_and_where_to_put_it(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
@@ -211,8 +224,9 @@ def test_missing_unexpected_and_mismatched_keys_are_listed(tmp_path):
     broken = {f"G.{k}": v for k, v in sd.items() if k != "mapping.fc3.bias"}
     broken["G.synthesis.b8.extra"] = torch.zeros(1)
     broken["G.synthesis.b4.const"] = torch.zeros(1, 4, 4)
-    from safetensors.torch import save_file
     import json
+
+    from safetensors.torch import save_file
 
     save_file(broken, tmp_path / "bad.safetensors", metadata={"generator_init_kwargs": json.dumps(nets.G.init_kwargs)})
     with pytest.raises(CheckpointError) as info:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TINY
 
 import hrinv_nb
-from conftest import TINY
-from hrinv_nb.studies import cross_domain as cd
 from hrinv_nb.losses import perceptual_loss
+from hrinv_nb.studies import cross_domain as cd
 
 
 def test_masked_residual_and_dilation():
@@ -45,8 +45,12 @@ def test_gram_style_distance_ignores_position_sees_colour():
 def test_invert_contents_shapes_and_reduces_loss():
     G = hrinv_nb.load_networks(TINY).G
     with torch.no_grad():
-        targets = G.synthesis(G.mapping(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(1)), None),
-                              noise_mode="const") / 20
+        targets = (
+            G.synthesis(
+                G.mapping(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(1)), None), noise_mode="const"
+            )
+            / 20
+        )
     inv = cd.invert_contents(G, targets, loss=perceptual_loss("mse"), num_steps=5, progress=False)
     assert inv.w.shape == (2, G.num_ws, G.w_dim) and inv.images.shape == targets.shape
     assert torch.isfinite(inv.images).all()
@@ -73,11 +77,13 @@ def test_lso_measures_shapes():
     mixed = torch.rand(2, 3, 40, 40, generator=g) * 2 - 1
     img = mixed.clone()
     img[1] += 0.1
-    res = LSOResult(w=torch.zeros(2, 10, 4), image=img, mixed_image=mixed, offset=torch.ones(2, 5, 4), rows=(0, 1, 2, 3, 4))
-    embed = lambda x: torch.nn.functional.normalize(x.mean(dim=(2, 3)), dim=1)  # noqa: E731
+    res = LSOResult(
+        w=torch.zeros(2, 10, 4), image=img, mixed_image=mixed, offset=torch.ones(2, 5, 4), rows=(0, 1, 2, 3, 4)
+    )
+    embed = lambda x: torch.nn.functional.normalize(x.mean(dim=(2, 3)), dim=1)
     m = cd.lso_measures(res, mixed, embed=embed, gram=cd.GramStyleDistance(None, layers=(2,), seed=0))
     assert m["mse_to_mixed"][0] == 0 and m["mse_to_mixed"][1] == pytest.approx(0.01, rel=1e-4)
     assert m["gram_to_mixed"][0] == pytest.approx(0, abs=1e-9) and m["gram_to_mixed"][1] > 0
-    assert m["id_before"] == pytest.approx([0, 0], abs=1e-6) and m["offset_norm"] == pytest.approx([20 ** 0.5] * 2)
+    assert m["id_before"] == pytest.approx([0, 0], abs=1e-6) and m["offset_norm"] == pytest.approx([20**0.5] * 2)
     s = cd.summarise(m)
     assert s["mse_to_mixed"] == pytest.approx(0.005, rel=1e-4)

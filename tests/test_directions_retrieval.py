@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
+from conftest import TINY
 from torch import nn
 
 import hrinv_nb
-from conftest import TINY
 from hrinv_nb.directions import sefa_directions
 from hrinv_nb.retrieval import id_retrieval
 

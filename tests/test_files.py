@@ -77,8 +77,9 @@ _KILLED_WRITER = textwrap.dedent(
 
 def test_sigkill_mid_write_leaves_no_file_and_next_write_cleans_up(tmp_path: Path):
     target = tmp_path / "result.pt"
-    child = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(target)], stdout=subprocess.PIPE, text=True,
-                             cwd=tmp_path)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(target)], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
     try:
         assert child.stdout.readline().strip() == "writing"
         leftovers = _hidden(tmp_path)
@@ -129,7 +130,9 @@ def test_atomic_write_all_is_all_or_nothing(tmp_path: Path):
         files.atomic_write_all([(a, lambda tmp: Path(tmp).write_text("new a")), (b, fail)])
     assert (a.read_text(), b.read_text()) == ("old a", "old b"), "no file is renamed before all are written"
     assert _hidden(tmp_path) == []
-    files.atomic_write_all([(a, lambda tmp: Path(tmp).write_text("new a")), (b, lambda tmp: Path(tmp).write_text("new b"))])
+    files.atomic_write_all(
+        [(a, lambda tmp: Path(tmp).write_text("new a")), (b, lambda tmp: Path(tmp).write_text("new b"))]
+    )
     assert (a.read_text(), b.read_text()) == ("new a", "new b")
     with pytest.raises(ValueError):
         files.atomic_write_all([(a, print), (a, print)])

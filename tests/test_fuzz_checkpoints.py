@@ -45,13 +45,13 @@ def _mutate(data: bytes, rng: random.Random) -> bytes:
     if kind == "header":
         k = rng.randint(1, 64)
         start = rng.randrange(0, min(n, 64))
-        return data[:start] + rng.randbytes(k) + data[start + k:]
+        return data[:start] + rng.randbytes(k) + data[start + k :]
     if kind == "insert":
         pos = rng.randrange(n)
         return data[:pos] + rng.randbytes(rng.randint(1, 32)) + data[pos:]
     if kind == "delete":
         pos = rng.randrange(n)
-        return data[:pos] + data[pos + rng.randint(1, 64):]
+        return data[:pos] + data[pos + rng.randint(1, 64) :]
     if kind == "duplicate":
         a = rng.randrange(n)
         b = min(n, a + rng.randint(1, 256))
@@ -69,8 +69,10 @@ def seeds(tmp_path_factory) -> tuple[dict[str, Path], Path]:
     with pytest.MonkeyPatch.context() as mp:
         src = f"open({str(marker)!r}, 'w').write('module source ran')\n"
         files["pickle"] = nvidia_snapshot(d / "seed.pkl", G, D, mp, src=src)
-    torch.save({**{f"G.{k}": v for k, v in G.state_dict().items()},
-                "generator_init_kwargs": json.dumps(G.init_kwargs)}, d / "seed.pt")
+    torch.save(
+        {**{f"G.{k}": v for k, v in G.state_dict().items()}, "generator_init_kwargs": json.dumps(G.init_kwargs)},
+        d / "seed.pt",
+    )
     files["pt"] = d / "seed.pt"
     (d / "hostile.pkl").write_bytes(pickle.dumps({"G_ema": {"x": [1, _CreatesMarker(marker), 2]}}, protocol=2))
     files["hostile"] = d / "hostile.pkl"
@@ -87,10 +89,14 @@ def test_mutated_checkpoints_load_or_are_refused_naming_the_file(seeds, tmp_path
     for name, path in files.items():
         data = path.read_bytes()
         cases += [(f"{name}_{i:03d}", _mutate(data, rng), path.suffix) for i in range(PER_SEED)]
-    cases += [(f"random_{i:03d}", rng.randbytes(rng.randint(1, 4096)), rng.choice([".pkl", ".pt", ".safetensors"]))
-              for i in range(20)]
-    cases += [(f"random_pickle_{i:03d}", b"\x80" + bytes([rng.randint(2, 5)]) + rng.randbytes(rng.randint(0, 512)),
-               ".pkl") for i in range(10)]
+    cases += [
+        (f"random_{i:03d}", rng.randbytes(rng.randint(1, 4096)), rng.choice([".pkl", ".pt", ".safetensors"]))
+        for i in range(20)
+    ]
+    cases += [
+        (f"random_pickle_{i:03d}", b"\x80" + bytes([rng.randint(2, 5)]) + rng.randbytes(rng.randint(0, 512)), ".pkl")
+        for i in range(10)
+    ]
 
     outcomes = {"loaded": 0, "refused": 0}
     failures, slow = [], []

@@ -35,7 +35,12 @@ def _corner_means(img: torch.Tensor, k: int = 10) -> dict[str, float]:
 
 @pytest.mark.parametrize(
     "orientation,shape,corner",
-    [(1, (80, 120), "top_left"), (3, (80, 120), "bottom_right"), (6, (120, 80), "top_right"), (8, (120, 80), "bottom_left")],
+    [
+        (1, (80, 120), "top_left"),
+        (3, (80, 120), "bottom_right"),
+        (6, (120, 80), "top_right"),
+        (8, (120, 80), "bottom_left"),
+    ],
 )
 def test_exif_orientation_is_applied(tmp_path, orientation, shape, corner):
     # Stored 120 wide x 80 tall with a red patch in the stored top-left corner. Orientation 3 shows
@@ -322,8 +327,21 @@ def _bad_projection(tmp_path, case: str):
     return path
 
 
-_BAD_CASES = ["text", "empty", "truncated", "no_w", "int_w", "w_4d", "w_batch", "w_nan", "w_object",
-              "noise_int", "bad_magic", "short_data", "negative_shape"]
+_BAD_CASES = [
+    "text",
+    "empty",
+    "truncated",
+    "no_w",
+    "int_w",
+    "w_4d",
+    "w_batch",
+    "w_nan",
+    "w_object",
+    "noise_int",
+    "bad_magic",
+    "short_data",
+    "negative_shape",
+]
 
 
 @pytest.mark.parametrize("case", _BAD_CASES)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
+from conftest import TINY
 
 import hrinv_nb
-from conftest import TINY
 from hrinv_nb.blending import blend_generators
 from hrinv_nb.inr import INRSynthesisNetwork, attach_inr_head, pixel_centres, train_inr_head, with_shape
 

@@ -38,8 +38,13 @@ def test_method_modules_do_not_import_studies_toy_or_notebook(path):
 
 def test_the_check_sees_relative_absolute_and_lazy_imports(tmp_path):
     probe = tmp_path / "probe.py"
-    lines = ["from .studies.w_vs_noise import x", "from . import toy", "import hrinv_nb.notebook.report",
-             "from hrinv_nb import studies", "def f():\n    from .notebook import config"]
+    lines = [
+        "from .studies.w_vs_noise import x",
+        "from . import toy",
+        "import hrinv_nb.notebook.report",
+        "from hrinv_nb import studies",
+        "def f():\n    from .notebook import config",
+    ]
     for line in lines:
         probe.write_text(line + "\n")
         assert any(_forbidden(name) for name in _imported_modules(probe)), line

@@ -47,8 +47,15 @@ def vgg_files(vgg_state, tmp_path_factory) -> dict[str, str]:
     """The same trunk as a timm-style fp16 safetensors, a torchvision-style .pth and a trunk-only file."""
     folder = tmp_path_factory.mktemp("vgg_weights")
     timm_style = {k: v.half() for k, v in vgg_state.items()}
-    timm_style |= {"pre_logits.fc1.weight": torch.zeros(8, 4), "head.fc.weight": torch.zeros(10, 8), "head.fc.bias": torch.zeros(10)}
-    torchvision_style = dict(vgg_state) | {"classifier.0.weight": torch.zeros(8, 4), "classifier.6.bias": torch.zeros(10)}
+    timm_style |= {
+        "pre_logits.fc1.weight": torch.zeros(8, 4),
+        "head.fc.weight": torch.zeros(10, 8),
+        "head.fc.bias": torch.zeros(10),
+    }
+    torchvision_style = dict(vgg_state) | {
+        "classifier.0.weight": torch.zeros(8, 4),
+        "classifier.6.bias": torch.zeros(10),
+    }
     paths = {
         "timm": str(folder / "vgg16.tv_in1k.safetensors"),
         "torchvision": str(folder / "vgg16-397923af.pth"),
@@ -79,7 +86,13 @@ def test_relu_and_random_tables():
     assert relu_table["256"] == {3: 0.001, 8: 0.001, 15: 0.001, 22: 0.002, 29: 0.01}
     rand = perceptual_loss("vgg16_conv_random")
     assert rand.lambdas == {2: 0.002, 7: 0.003, 14: 0.005, 21: 0.008, 28: 0.02}
-    assert perceptual_loss("vgg16_conv_random", downsample_size=32).lambdas == {2: 0.01, 7: 0.01, 14: 0.04, 21: 0.05, 28: 0.1}
+    assert perceptual_loss("vgg16_conv_random", downsample_size=32).lambdas == {
+        2: 0.01,
+        7: 0.01,
+        14: 0.04,
+        21: 0.05,
+        28: 0.1,
+    }
 
 
 def test_layer_subset_and_lambda_override():
@@ -135,7 +148,9 @@ def test_distance_is_lambda_scaled_sum_of_squares_over_batch():
     torch.testing.assert_close(loss(img), expected, rtol=1e-5, atol=0)
     flat = torch.cat([(loss.lambdas[k] * f_img[k]).flatten(1) for k in loss.lambdas], 1)
     flat_t = torch.cat([(loss.lambdas[k] * f_tgt[k]).flatten(1) for k in loss.lambdas], 1)
-    torch.testing.assert_close(loss(img), F.mse_loss(flat, flat_t.expand_as(flat), reduction="sum") / 3, rtol=1e-5, atol=0)
+    torch.testing.assert_close(
+        loss(img), F.mse_loss(flat, flat_t.expand_as(flat), reduction="sum") / 3, rtol=1e-5, atol=0
+    )
     assert loss(target).item() == 0.0
 
 
@@ -291,10 +306,12 @@ def test_resnet50_from_a_torchvision_style_file(tmp_path):
     path = tmp_path / "resnet50.pth"
     torch.save(model.state_dict(), path)  # includes fc.weight / fc.bias (ignored)
     loss = perceptual_loss("resnet50", weights=path)
-    assert loss.lambdas == dict(zip(
-        ("conv1", "layer1.2.conv1", "layer2.3.conv1", "layer3.5.conv1", "layer4.2.conv1"),
-        (0.001, 0.003, 0.004, 0.008, 0.008),
-    ))
+    assert loss.lambdas == dict(
+        zip(
+            ("conv1", "layer1.2.conv1", "layer2.3.conv1", "layer3.5.conv1", "layer4.2.conv1"),
+            (0.001, 0.003, 0.004, 0.008, 0.008),
+        )
+    )
     assert perceptual_loss("resnet50", weights=path, downsample_size=256).lambdas["layer2.3.conv1"] == 0.01
     img = _images()
     feats = loss.features(img)
@@ -314,7 +331,13 @@ def test_deit_always_sees_224(tmp_path):
     path = tmp_path / "deit.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     loss = perceptual_loss("deit_s16", weights=path)
-    assert loss.lambdas == {"patch_embed": 0.02, "blocks.0": 0.02, "blocks.3": 0.02, "blocks.7": 0.005, "blocks.11": 0.005}
+    assert loss.lambdas == {
+        "patch_embed": 0.02,
+        "blocks.0": 0.02,
+        "blocks.3": 0.02,
+        "blocks.7": 0.005,
+        "blocks.11": 0.005,
+    }
     small, large = _images(1, 64, 64), _images(1, 96, 160)
     for img in (small, large):
         feats = loss.features(img)
@@ -340,8 +363,10 @@ def test_lpips_torchscript_from_env(tmp_path, monkeypatch):
     loss = perceptual_loss("lpips_vgg", downsample_size=32)
     target, img = _images(seed=1), _images(seed=2)
     loss.set_target(target)
-    expected = (F.adaptive_avg_pool2d(area_resize((img + 1) * 127.5, 32), 4) - F.adaptive_avg_pool2d(
-        area_resize((target + 1) * 127.5, 32), 4)).square().sum() / 255.0**2
+    expected = (
+        F.adaptive_avg_pool2d(area_resize((img + 1) * 127.5, 32), 4)
+        - F.adaptive_avg_pool2d(area_resize((target + 1) * 127.5, 32), 4)
+    ).square().sum() / 255.0**2
     torch.testing.assert_close(loss(img), expected)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TINY
 
 import hrinv_nb
-from conftest import TINY
 from hrinv_nb.directions import sefa_directions
 from hrinv_nb.losses import perceptual_loss
 from hrinv_nb.lso import decoded_target, lso, split_result
@@ -62,9 +62,18 @@ def test_direction_constraint_spans_top_k_and_is_shared(setup):
 
 def test_judge_noise_and_bad_rows(setup):
     G, w_m, content = setup
-    judge = lambda a, b: float((a - b).square().mean())  # noqa: E731
-    res = lso(G, w_m, content, num_steps=10, loss=_mse(), judge=judge, optimize_noise=True,
-              latent_noise_std=1.0, progress=False)
+    judge = lambda a, b: float((a - b).square().mean())
+    res = lso(
+        G,
+        w_m,
+        content,
+        num_steps=10,
+        loss=_mse(),
+        judge=judge,
+        optimize_noise=True,
+        latent_noise_std=1.0,
+        progress=False,
+    )
     assert set(res.distances) == {"content_vs_mixed", "content_vs_lso"}
     assert res.noise and all(torch.isfinite(v).all() for v in res.noise.values())
     # G itself was not modified by noise optimisation
@@ -88,10 +97,11 @@ def test_batched_lso_equals_independent_runs(setup):
     w_b = G.mapping(torch.randn(1, 128, generator=gen), None)
     w_batch = torch.cat([w_m, w_b])
     targets = torch.cat([content, content.flip(3)])
-    judge = lambda a, b: float((a - b).square().mean())  # noqa: E731
+    judge = lambda a, b: float((a - b).square().mean())
     for kwargs in ({}, {"directions": sefa_directions(G)[:4]}, {"latent_noise_std": 1.0}):
-        batched = lso(G, w_batch, targets, rows=(0, 1, 2), num_steps=8, loss=_mse(), judge=judge, progress=False,
-                      **kwargs)
+        batched = lso(
+            G, w_batch, targets, rows=(0, 1, 2), num_steps=8, loss=_mse(), judge=judge, progress=False, **kwargs
+        )
         assert batched.w.shape == w_batch.shape and batched.image.shape == (2, 3, 64, 64)
         assert isinstance(batched.distances["content_vs_lso"], list) and len(batched.distances["content_vs_lso"]) == 2
         init_shape = (2, 4) if "directions" in kwargs else (2, 3, 128)
@@ -99,9 +109,18 @@ def test_batched_lso_equals_independent_runs(setup):
         parts = split_result(batched)
         assert len(parts) == 2
         for i in range(2):
-            alone = lso(G, w_batch[i : i + 1], targets[i : i + 1], rows=(0, 1, 2), num_steps=8, loss=_mse(),
-                        judge=judge, progress=False, init=init[i : i + 1],
-                        **({k: v for k, v in kwargs.items() if k != "latent_noise_std"}))
+            alone = lso(
+                G,
+                w_batch[i : i + 1],
+                targets[i : i + 1],
+                rows=(0, 1, 2),
+                num_steps=8,
+                loss=_mse(),
+                judge=judge,
+                progress=False,
+                init=init[i : i + 1],
+                **({k: v for k, v in kwargs.items() if k != "latent_noise_std"}),
+            )
             if "latent_noise_std" in kwargs:
                 continue  # ε is drawn for the whole batch at once: a different (still seeded) draw
             # Adam normalises tiny gradients, so float summation order shows up at ~1e-4 of the offset
@@ -133,9 +152,19 @@ def test_gallery_stylize_with_batched_lso(setup):
         for p in G_t.synthesis.parameters():
             p.mul_(1.1)
     gallery = gallery_from_samples(G_t, 3, seed=1)
-    judge = lambda a, b: float((a - b).square().mean())  # noqa: E731
-    out = stylize(G_s, G_t, w_s, gallery, method="lerp_lso", content=content, progress=False, judge=judge,
-                  lso_kwargs={"num_steps": 3, "loss": _mse()}, lso_batch_size=2)
+    judge = lambda a, b: float((a - b).square().mean())
+    out = stylize(
+        G_s,
+        G_t,
+        w_s,
+        gallery,
+        method="lerp_lso",
+        content=content,
+        progress=False,
+        judge=judge,
+        lso_kwargs={"num_steps": 3, "loss": _mse()},
+        lso_batch_size=2,
+    )
     assert len(out.lso_results) == 3 and out.images.shape == (3, 3, 64, 64)
     assert all(isinstance(r.distances["content_vs_lso"], float) for r in out.lso_results)
     plain = stylize(G_s, G_t, w_s, gallery, method="lerp", progress=False)

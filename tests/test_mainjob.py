@@ -40,6 +40,7 @@ def test_unknown_only_exits_nonzero(capsys):
 
 # --- notebook selection -------------------------------------------------------------------------
 
+
 def test_list_notebooks_only_exact_names(tmp_path: Path):
     for name in ("03_w_vs_noise.ipynb", "03_w_vs_noise-Copy1.ipynb", "04_A.ipynb", "05_x.ipynb.bak", "6_y.ipynb"):
         (tmp_path / name).write_text("{}")
@@ -49,8 +50,9 @@ def test_list_notebooks_only_exact_names(tmp_path: Path):
 def test_select_two_digits_or_full_names():
     nbs = mainjob.list_notebooks()
     assert [p.stem for p in mainjob.select_notebooks(nbs, ["01"])] == ["01_downsampling_artifacts"]
-    assert [p.stem for p in mainjob.select_notebooks(nbs, ["03_w_vs_noise", "01", "01_downsampling_artifacts.ipynb"])] == [
-        "01_downsampling_artifacts", "03_w_vs_noise"]
+    assert [
+        p.stem for p in mainjob.select_notebooks(nbs, ["03_w_vs_noise", "01", "01_downsampling_artifacts.ipynb"])
+    ] == ["01_downsampling_artifacts", "03_w_vs_noise"]
     for bad in ("", "1", "0", "01_down", "w_vs_noise", "100"):
         with pytest.raises(mainjob.SelectionError, match="00_quickstart"):  # the error lists the valid names
             mainjob.select_notebooks(nbs, [bad])
@@ -64,6 +66,7 @@ def test_bad_only_is_an_error(only: str, capsys):
 
 
 # --- parameters and presets: names and values never run as code ----------------------------------
+
 
 @pytest.fixture
 def no_papermill(monkeypatch):
@@ -104,17 +107,20 @@ def test_preset_is_a_plain_folder_name(preset: str, tmp_path: Path, no_papermill
     assert "['paper', 'smoke']" in capsys.readouterr().err, "the error lists the valid presets"
 
 
-@pytest.mark.parametrize("name, value, message", [
-    ("lso_steps", "-5", "lso_steps=-5 must be >= 1"),
-    ("num_steps", "0", "num_steps=0 must be >= 1"),
-    ("reg_weight", "float('nan')", "must be float"),  # not a literal: stays a string
-    ("reg_weight", "1e999", "finite"),
-    ("num_steps", "2.5", "must be int"),
-    ("num_steps", "{1, 2}", "plain literals"),
-    ("style", "b'x'", "plain literals"),
-    ("class", "1", "not a parameter name"),
-    ("lr", "0.1", "has no parameter 'lr'"),
-])
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("lso_steps", "-5", "lso_steps=-5 must be >= 1"),
+        ("num_steps", "0", "num_steps=0 must be >= 1"),
+        ("reg_weight", "float('nan')", "must be float"),  # not a literal: stays a string
+        ("reg_weight", "1e999", "finite"),
+        ("num_steps", "2.5", "must be int"),
+        ("num_steps", "{1, 2}", "plain literals"),
+        ("style", "b'x'", "plain literals"),
+        ("class", "1", "not a parameter name"),
+        ("lr", "0.1", "has no parameter 'lr'"),
+    ],
+)
 def test_bad_parameters_are_refused_before_running(name, value, message, tmp_path, no_papermill, capsys):
     assert mainjob.main(["--only", "09", "-p", name, value, "--run-dir", str(tmp_path / "run")]) == 2
     assert no_papermill == []
@@ -122,13 +128,18 @@ def test_bad_parameters_are_refused_before_running(name, value, message, tmp_pat
 
 
 def test_good_parameters_reach_papermill(tmp_path: Path, no_papermill):
-    assert mainjob.main(["--only", "06", "--preset", "smoke", "-p", "hires_resolution", "0",
-                         "--run-dir", str(tmp_path / "run")]) == 0
-    (args, kwargs), = no_papermill
+    assert (
+        mainjob.main(
+            ["--only", "06", "--preset", "smoke", "-p", "hires_resolution", "0", "--run-dir", str(tmp_path / "run")]
+        )
+        == 0
+    )
+    ((args, kwargs),) = no_papermill
     assert kwargs["parameters"]["hires_resolution"] == 0 and kwargs["parameters"]["toy_lso_steps"] == 2
 
 
 # --- interruption ----------------------------------------------------------------------------------
+
 
 def _summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())

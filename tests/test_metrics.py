@@ -63,7 +63,9 @@ def test_lpips_with_a_local_torchvision_style_file(monkeypatch, tmp_path):
 
     trunk = vgg16_trunk(29, seed=0)
     path = tmp_path / "vgg16-397923af.pth"
-    torch.save({f"features.{k}": v for k, v in trunk.state_dict().items()} | {"classifier.0.bias": torch.zeros(4)}, path)
+    torch.save(
+        {f"features.{k}": v for k, v in trunk.state_dict().items()} | {"classifier.0.bias": torch.zeros(4)}, path
+    )
     monkeypatch.setenv(metrics.TORCHVISION_VGG16_ENV, str(path))
     target = _from_uint8(_random_uint8(4, 64))
     assert metrics.lpips(target, target) == pytest.approx(0.0, abs=1e-7)

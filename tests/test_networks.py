@@ -11,9 +11,9 @@ import contextlib
 
 import pytest
 import torch
+from conftest import EDGE, TINY
 
 import hrinv_nb
-from conftest import EDGE, TINY
 
 
 def _close_img(out: torch.Tensor, expected: torch.Tensor) -> None:
@@ -173,7 +173,9 @@ def test_shape_assertions(tiny):
 
 
 def test_labels_conditioning_runs():
-    G = hrinv_nb.Generator(16, 5, 16, 16, 3, mapping_kwargs={"num_layers": 2}, synthesis_kwargs={"channel_base": 256, "channel_max": 16})
+    G = hrinv_nb.Generator(
+        16, 5, 16, 16, 3, mapping_kwargs={"num_layers": 2}, synthesis_kwargs={"channel_base": 256, "channel_max": 16}
+    )
     D = hrinv_nb.Discriminator(5, 16, 3, channel_base=256, channel_max=16)
     z, c = torch.randn(4, 16), torch.eye(5)[:4]
     with torch.no_grad():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -27,8 +26,21 @@ NB09 = "09_lso_local_optimization"
 def _namespace(notebook: str, **overrides) -> dict:
     """What the validation cell sees: the parameters cell's values, overrides, IPython's and the imports' names."""
     ns = dict(config.read_parameters_cell(mainjob.NOTEBOOKS / f"{notebook}.ipynb"))
-    ns.update({"In": ["", "preset = 'toy'"], "Out": {}, "_": "", "_i": "", "_i1": "x", "_3": 1, "__name__": "__main__",
-               "__builtins__": __builtins__, "get_ipython": print, "np": math, "build_config": build_config})
+    ns.update(
+        {
+            "In": ["", "preset = 'toy'"],
+            "Out": {},
+            "_": "",
+            "_i": "",
+            "_i1": "x",
+            "_3": 1,
+            "__name__": "__main__",
+            "__builtins__": __builtins__,
+            "get_ipython": print,
+            "np": math,
+            "build_config": build_config,
+        }
+    )
     ns.update(overrides)
     return ns
 
@@ -45,18 +57,21 @@ def test_minimal_call_infers_types(tmp_path: Path):
     assert cfg.style == "cartoon" and cfg.figures_dir == tmp_path
 
 
-@pytest.mark.parametrize("name, value, message", [
-    ("lso_steps", -5, "lso_steps=-5 must be >= 1"),
-    ("num_steps", 0, "num_steps=0 must be >= 1"),
-    ("early_rows", 0, "early_rows=0 must be >= 1"),  # a count whatever its name
-    ("seed", -1, "seed=-1 must be >= 0"),
-    ("num_steps", True, "must be int"),
-    ("num_steps", 2.0, "must be int"),
-    ("reg_weight", float("nan"), "finite"),
-    ("reg_weight", float("inf"), "finite"),
-    ("style", 3, "must be str"),
-    ("content_dir", ("a",), "plain literals"),
-])
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("lso_steps", -5, "lso_steps=-5 must be >= 1"),
+        ("num_steps", 0, "num_steps=0 must be >= 1"),
+        ("early_rows", 0, "early_rows=0 must be >= 1"),  # a count whatever its name
+        ("seed", -1, "seed=-1 must be >= 0"),
+        ("num_steps", True, "must be int"),
+        ("num_steps", 2.0, "must be int"),
+        ("reg_weight", float("nan"), "finite"),
+        ("reg_weight", float("inf"), "finite"),
+        ("style", 3, "must be str"),
+        ("content_dir", ("a",), "plain literals"),
+    ],
+)
 def test_bad_values_refused(name, value, message, tmp_path: Path):
     with pytest.raises(ParameterError, match=message.replace("(", r"\(").replace("[", r"\[")):
         build_config(NB09, _namespace(NB09, figures_dir=str(tmp_path), **{name: value}))
@@ -71,13 +86,33 @@ def test_zero_only_where_declared(tmp_path: Path):
 
 
 def test_rules_on_synthetic_defaults():
-    defaults = {"preset": "toy", "device": "auto", "seed": 0, "threads": 0, "figures_dir": "", "lr": 0.01,
-                "batch": 4, "scales": [0.0, 1.0], "shapes": [[1, 2]], "flag": False, "weights": None, "any": []}
-    ok = config.validate_parameters("x", defaults, {**defaults, "scales": [0, 1]}, declared={"weights": (str, type(None))})
+    defaults = {
+        "preset": "toy",
+        "device": "auto",
+        "seed": 0,
+        "threads": 0,
+        "figures_dir": "",
+        "lr": 0.01,
+        "batch": 4,
+        "scales": [0.0, 1.0],
+        "shapes": [[1, 2]],
+        "flag": False,
+        "weights": None,
+        "any": [],
+    }
+    ok = config.validate_parameters(
+        "x", defaults, {**defaults, "scales": [0, 1]}, declared={"weights": (str, type(None))}
+    )
     assert ok["scales"] == [0.0, 1.0] and ok["lr"] == 0.01
-    for bad, message in [({"lr": float("nan")}, "finite"), ({"scales": [0.0, float("inf")]}, "finite"),
-                         ({"shapes": [[1, 2.5]]}, "must be int"), ({"flag": 1}, "must be bool"),
-                         ({"batch": 0}, ">= 1"), ({"weights": 3}, "must be str or None"), ({"any": [{1: 2}]}, "keys")]:
+    for bad, message in [
+        ({"lr": float("nan")}, "finite"),
+        ({"scales": [0.0, float("inf")]}, "finite"),
+        ({"shapes": [[1, 2.5]]}, "must be int"),
+        ({"flag": 1}, "must be bool"),
+        ({"batch": 0}, ">= 1"),
+        ({"weights": 3}, "must be str or None"),
+        ({"any": [{1: 2}]}, "keys"),
+    ]:
         with pytest.raises(ParameterError, match=message):
             config.validate_parameters("x", defaults, {**defaults, **bad}, declared={"weights": (str, type(None))})
     with pytest.raises(ParameterError, match="defaults to None"):
@@ -92,18 +127,21 @@ def test_unknown_injected_names_refused(name: str, tmp_path: Path):
         build_config(NB09, _namespace(NB09, figures_dir=str(tmp_path), **{name: 1}))
 
 
-@pytest.mark.parametrize("injected", [
-    "# Parameters\n__import__('pathlib').Path('MARKER').touch()# = 1\n",  # binds no name
-    "# Parameters\nnum_steps = 3\nimport os\n",
-    "# Parameters\n_hidden = 1\n",
-    "# Parameters\nnum_steps = float('nan')\n",
-])
+@pytest.mark.parametrize(
+    "injected",
+    [
+        "# Parameters\n__import__('pathlib').Path('MARKER').touch()# = 1\n",  # binds no name
+        "# Parameters\nnum_steps = 3\nimport os\n",
+        "# Parameters\n_hidden = 1\n",
+        "# Parameters\nnum_steps = float('nan')\n",
+    ],
+)
 def test_injected_cell_must_be_plain_assignments(injected: str, tmp_path: Path):
     ns = _namespace(NB09, figures_dir=str(tmp_path))
     ns["In"] = ["", "seed = 0", injected, "cfg = build_config(...)"]
     with pytest.raises(ParameterError, match="injected"):
         build_config(NB09, ns)
-    ns["In"][2] = "# Parameters\nnum_steps = 3\nstyle = \"anime\"\n"
+    ns["In"][2] = '# Parameters\nnum_steps = 3\nstyle = "anime"\n'
     build_config(NB09, ns)
 
 
@@ -121,20 +159,27 @@ def test_papermill_injected_code_fails_the_notebook(tmp_path: Path):
     marker = tmp_path / "MARKER"
     evil = f"__import__('pathlib').Path({str(marker)!r}).touch()#"
     with pytest.raises(PapermillExecutionError, match="injected"):
-        pm.execute_notebook(str(mainjob.NOTEBOOKS / "06_cost_table.ipynb"), str(tmp_path / "out.ipynb"),
-                            parameters={evil: 1, "figures_dir": str(tmp_path)}, kernel_name="python3",
-                            progress_bar=False, cwd=str(tmp_path))
+        pm.execute_notebook(
+            str(mainjob.NOTEBOOKS / "06_cost_table.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            parameters={evil: 1, "figures_dir": str(tmp_path)},
+            kernel_name="python3",
+            progress_bar=False,
+            cwd=str(tmp_path),
+        )
     # The injected cell itself runs before any check can (papermill's design); the main job refuses such names.
     assert marker.exists()
 
 
 # --- the figure and its record -------------------------------------------------------------------
 
+
 def _cfg(tmp_path: Path) -> config.NotebookConfig:
     import torch
 
-    return config.NotebookConfig(notebook="06_cost_table", values={"seed": 0, "device": "cpu"},
-                                 device=torch.device("cpu"), figures_dir=tmp_path)
+    return config.NotebookConfig(
+        notebook="06_cost_table", values={"seed": 0, "device": "cpu"}, device=torch.device("cpu"), figures_dir=tmp_path
+    )
 
 
 def _fig(value: float):
@@ -186,8 +231,13 @@ _KILLED_SAVE = textwrap.dedent(
 def test_kill_between_png_and_json_is_detectable(tmp_path: Path):
     cfg = _cfg(tmp_path)
     report.save_figure(_fig(1.0), cfg, {"x": 1})
-    proc = subprocess.run([sys.executable, "-c", _KILLED_SAVE, str(tmp_path), str(Path(__file__).parent)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_SAVE, str(tmp_path), str(Path(__file__).parent)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert len(list(tmp_path.glob(".06_cost_table.*.tmp"))) == 1, "the second file's temporary is left behind"
     with pytest.raises(Exception, match="does not match"):  # the mixed pair is never taken for a consistent one

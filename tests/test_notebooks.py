@@ -60,8 +60,11 @@ def test_literate_order(path: Path):
 
 
 def _build_config_call(nb: nbformat.NotebookNode) -> ast.Call:
-    calls = [n for n in ast.walk(ast.parse(_code_cells(nb)[1].source))
-             if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "build_config"]
+    calls = [
+        n
+        for n in ast.walk(ast.parse(_code_cells(nb)[1].source))
+        if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "build_config"
+    ]
     assert len(calls) == 1, "the validation cell calls build_config once"
     return calls[0]
 
@@ -75,7 +78,10 @@ def test_parameters_cell_plain_and_complete(path: Path):
     assert params["preset"] == "toy", "defaults run the embedded toy world"
     assert params["device"] == "auto"
     call = _build_config_call(nb)
-    assert [ast.literal_eval(a) if isinstance(a, ast.Constant) else ast.unparse(a) for a in call.args] == [path.stem, "globals()"]
+    assert [ast.literal_eval(a) if isinstance(a, ast.Constant) else ast.unparse(a) for a in call.args] == [
+        path.stem,
+        "globals()",
+    ]
     for kw in call.keywords:  # types come from the defaults; explicit ones only where a default cannot tell
         if kw.arg == "allow_zero":
             assert set(ast.literal_eval(kw.value)) <= set(params)
@@ -104,7 +110,9 @@ def test_writes_and_shows_its_figure(path: Path):
     code = "\n".join(c.source for c in _code_cells(nb))
     assert "report.save_figure(" in code, "the notebook must save its figure with report.save_figure"
     markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-    assert f"../figures/{path.stem}.png" in markdown, "the markdown shows the committed figure (readable without running)"
+    assert f"../figures/{path.stem}.png" in markdown, (
+        "the markdown shows the committed figure (readable without running)"
+    )
     assert (mainjob.FIGURES / f"{path.stem}.png").is_file(), "run `make figures` and commit the figure"
     assert (mainjob.FIGURES / f"{path.stem}.json").is_file()
 

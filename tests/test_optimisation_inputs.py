@@ -11,14 +11,18 @@ import copy
 import pytest
 import torch
 
-from hrinv_nb.projector import project_batch
 from hrinv_nb.errors import HrinvError
 from hrinv_nb.lso import lso
 from hrinv_nb.networks import Generator
-from hrinv_nb.projector import project
+from hrinv_nb.projector import project, project_batch
 
 TINY_KWARGS = dict(
-    z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3, mapping_kwargs={"num_layers": 2},
+    z_dim=32,
+    c_dim=0,
+    w_dim=32,
+    img_resolution=32,
+    img_channels=3,
+    mapping_kwargs={"num_layers": 2},
     synthesis_kwargs={"channel_base": 1024, "channel_max": 32, "num_fp16_res": 0, "conv_clamp": 256},
 )
 
@@ -68,11 +72,20 @@ def test_step_counts_must_be_positive_integers(G, sample, fn, steps):
         _call(fn, G, sample, num_steps=steps)
 
 
-@pytest.mark.parametrize(("fn", "name"), [
-    ("project", "mse_weight"), ("project", "noise_reg_weight"), ("project", "latent_noise_factor"),
-    ("project_batch", "mse_weight"), ("project_batch", "noise_reg_weight"), ("project_batch", "latent_noise_factor"),
-    ("lso", "reg_weight"), ("lso", "latent_noise_std"), ("lso", "init_scale"),
-])
+@pytest.mark.parametrize(
+    ("fn", "name"),
+    [
+        ("project", "mse_weight"),
+        ("project", "noise_reg_weight"),
+        ("project", "latent_noise_factor"),
+        ("project_batch", "mse_weight"),
+        ("project_batch", "noise_reg_weight"),
+        ("project_batch", "latent_noise_factor"),
+        ("lso", "reg_weight"),
+        ("lso", "latent_noise_std"),
+        ("lso", "init_scale"),
+    ],
+)
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, True])
 def test_weights_must_be_finite_and_non_negative(G, sample, fn, name, value):
     with pytest.raises(HrinvError, match=name):

@@ -25,7 +25,12 @@ from hrinv_nb.projector import (
 )
 
 TINY_KWARGS = dict(
-    z_dim=128, c_dim=0, w_dim=128, img_resolution=64, img_channels=3, mapping_kwargs={"num_layers": 8},
+    z_dim=128,
+    c_dim=0,
+    w_dim=128,
+    img_resolution=64,
+    img_channels=3,
+    mapping_kwargs={"num_layers": 8},
     synthesis_kwargs={"channel_base": 4096, "channel_max": 128, "num_fp16_res": 0, "conv_clamp": 256},
 )
 TORGB_SCALE = 0.04  # brings a default-initialised G's samples (std ≈ 3.7 unscaled) inside the image range [-1, 1]
@@ -117,7 +122,9 @@ def test_noise_normalisation_gives_zero_mean_unit_rms():
 def test_noise_regularization_penalises_correlation():
     generator = torch.Generator().manual_seed(0)
     white = torch.randn(32, 32, generator=generator)
-    smooth = torch.nn.functional.interpolate(torch.randn(1, 1, 4, 4, generator=generator), size=32, mode="bilinear")[0, 0]
+    smooth = torch.nn.functional.interpolate(torch.randn(1, 1, 4, 4, generator=generator), size=32, mode="bilinear")[
+        0, 0
+    ]
     normalize_noise_([white, smooth])
     assert noise_regularization([smooth]) > 100 * noise_regularization([white])
     n = torch.randn(8, 8, generator=generator)
@@ -180,8 +187,15 @@ def test_project_outputs_and_leaves_G_untouched(noisy_G, noisy_sample):
     before = _snapshot(noisy_G)
     calls = []
     result = project(
-        noisy_G, target, loss="mse", num_steps=6, progress=False, w_avg_samples=256,
-        callback=lambda step, w, image: calls.append((step, w.shape, image.shape, w.requires_grad, image.requires_grad)),
+        noisy_G,
+        target,
+        loss="mse",
+        num_steps=6,
+        progress=False,
+        w_avg_samples=256,
+        callback=lambda step, w, image: calls.append(
+            (step, w.shape, image.shape, w.requires_grad, image.requires_grad)
+        ),
     )
     assert isinstance(result, ProjectionResult)
     assert result.w.shape == (1, noisy_G.num_ws, noisy_G.w_dim)
@@ -215,8 +229,9 @@ def test_project_is_deterministic_for_a_seed(noisy_G, noisy_sample):
 
 def test_w_space_and_fixed_noise(tiny_G, own_sample):
     _, target = own_sample
-    result = project(tiny_G, target, loss="mse", num_steps=3, w_space="w", optimize_noise=False, progress=False,
-                     w_avg_samples=256)
+    result = project(
+        tiny_G, target, loss="mse", num_steps=3, w_space="w", optimize_noise=False, progress=False, w_avg_samples=256
+    )
     assert result.w.shape == (1, tiny_G.num_ws, tiny_G.w_dim)
     assert torch.equal(result.w, result.w[:, :1].expand_as(result.w))  # one code broadcast to every layer
     assert result.noise == {}
@@ -226,8 +241,9 @@ def test_w_space_and_fixed_noise(tiny_G, own_sample):
 
 def test_noise_only_optimisation_keeps_w(tiny_G, own_sample):
     w_true, target = own_sample
-    result = project(tiny_G, target, loss="mse", num_steps=3, optimize_w=False, w_init=w_true, progress=False,
-                     w_avg_samples=256)
+    result = project(
+        tiny_G, target, loss="mse", num_steps=3, optimize_w=False, w_init=w_true, progress=False, w_avg_samples=256
+    )
     torch.testing.assert_close(result.w, w_true, rtol=0, atol=0)
     assert all(s == 0.0 for s in result.history["sigma"])
 

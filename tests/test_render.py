@@ -7,8 +7,17 @@ import torch
 import torch.nn.functional as F
 
 from hrinv_nb.toy.render import (
-    IDENTITY_FACTORS, N_IDENTITY, N_NUISANCE, NUISANCE_FACTORS, STYLES, exaggerate_identity,
-    render, render_contact_sheet, render_from_seed, sample_identity, sample_nuisance,
+    IDENTITY_FACTORS,
+    N_IDENTITY,
+    N_NUISANCE,
+    NUISANCE_FACTORS,
+    STYLES,
+    exaggerate_identity,
+    render,
+    render_contact_sheet,
+    render_from_seed,
+    sample_identity,
+    sample_nuisance,
 )
 
 
@@ -46,6 +55,7 @@ def _hf_fraction(x: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- API basics
+
 
 def test_factor_tables() -> None:
     assert N_IDENTITY >= 12 and len(IDENTITY_FACTORS) == N_IDENTITY
@@ -115,11 +125,12 @@ def test_non_square_extends_the_same_scene() -> None:
 
 # ----------------------------------------------------------------------------- styles and factors
 
+
 def test_styles_differ() -> None:
     ident, nuis = _batch(3, 4)
     imgs = {s: render(ident, nuis, s) for s in STYLES}
     for i, a in enumerate(STYLES):
-        for b in STYLES[i + 1:]:
+        for b in STYLES[i + 1 :]:
             assert (imgs[a] - imgs[b]).abs().mean() > 0.1, (a, b)
 
 
@@ -190,6 +201,7 @@ def test_identity_recognisable_across_styles() -> None:
 
 # ----------------------------------------------------------------------------- detail and antialiasing
 
+
 def test_photo_has_real_high_frequency_detail() -> None:
     ident, nuis = _batch(3, 16)
     photo = render(ident, nuis, "photo")
@@ -240,6 +252,7 @@ def test_edges_have_intermediate_values() -> None:
 
 # ----------------------------------------------------------------------------- mask
 
+
 @pytest.mark.parametrize("size", [(64, 64), (64, 192)])
 def test_mask_covers_face_not_corners(size: tuple[int, int]) -> None:
     ident, nuis = _batch(12, 8)
@@ -247,7 +260,7 @@ def test_mask_covers_face_not_corners(size: tuple[int, int]) -> None:
         _, mask = render(ident, nuis, style, size, return_mask=True)
         h, w = size
         assert mask.min() >= 0.0 and mask.max() <= 1.0
-        assert (mask[:, 0, int(0.42 * h), w // 2] > 0.99).all()   # between the eyes
+        assert (mask[:, 0, int(0.42 * h), w // 2] > 0.99).all()  # between the eyes
         corners = mask[:, 0, [0, 0, -1, -1], [0, -1, 0, -1]]
         assert (corners < 1e-3).all()
         assert ((mask > 0.5).float().mean((1, 2, 3)) < 0.5).all()

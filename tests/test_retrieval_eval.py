@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TINY
 
 import hrinv_nb
-from conftest import TINY
-from hrinv_nb.projector import project_batch
 from hrinv_nb.losses import perceptual_loss
+from hrinv_nb.projector import project_batch
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,15 @@ def test_project_batch_is_independent_per_sample_and_fits(gens):
     targets = targets / 20
     other = targets.clone()
     other[1] = -other[1]
-    kwargs = dict(loss=perceptual_loss("mse"), num_steps=6, progress=False, w_avg_samples=200, optimize_noise=False,
-                  w_space="w+", chunk_size=16)  # how notebooks 11-13 call it
+    kwargs = dict(
+        loss=perceptual_loss("mse"),
+        num_steps=6,
+        progress=False,
+        w_avg_samples=200,
+        optimize_noise=False,
+        w_space="w+",
+        chunk_size=16,
+    )  # how notebooks 11-13 call it
     a = project_batch(G, targets, **kwargs)
     b = project_batch(G, other, **kwargs)
     assert a.w.shape == (2, G.num_ws, G.w_dim) and a.images.shape == targets.shape and a.noise == {}

@@ -19,6 +19,7 @@ def _images(seed: int, batch: int = 2, size: int = 32) -> torch.Tensor:
 
 # ---- the former implementations, verbatim in substance, as references ---------------------------------------
 
+
 def _old_rbp(img, target, cutoff):
     residual = img.detach().double() - target.detach().double()
     h, w = residual.shape[2:]
@@ -58,6 +59,7 @@ def _old_rq_hf_fraction(img, cutoff=0.25):  # studies.reference_quality.hf_fract
 
 
 # ---- conventions and known signals ----------------------------------------------------------------------------
+
 
 def test_radial_frequency_is_in_units_of_nyquist():
     r = spectral.radial_frequency(8, 16)
@@ -123,6 +125,7 @@ def test_area_resize_takes_an_int_or_a_pair():
 
 # ---- the same numbers as before where the measure is the same --------------------------------------------------
 
+
 def test_metrics_keep_their_numbers_and_names():
     img, target = _images(7), _images(8)
     assert metrics.residual_band_power is spectral.residual_band_power and metrics.band_power is spectral.band_power
@@ -132,25 +135,34 @@ def test_metrics_keep_their_numbers_and_names():
     for cutoff in (0.25, 0.5):
         assert metrics.detail_ratio(img, target, cutoff) == _old_detail_ratio(img, target, cutoff)
         # float32 input: the mean is now removed in float64, so only float32 rounding separates them
-        torch.testing.assert_close(metrics.band_power(img, cutoff), _old_metrics_band_power(img, cutoff),
-                                   rtol=1e-6, atol=0)
+        torch.testing.assert_close(
+            metrics.band_power(img, cutoff), _old_metrics_band_power(img, cutoff), rtol=1e-6, atol=0
+        )
 
 
 def test_single_image_measures_match_the_former_study_helpers():
     """Notebook 03/05 call these on one image at a time: same numbers up to float32 rounding of the centring."""
     img, target = _images(9, 1), _images(10, 1)
     for cutoff in (0.25, 0.5):
-        assert float(spectral.high_frequency_share(img, cutoff)) == pytest.approx(_old_wn_hf_fraction(img, cutoff), rel=1e-6)
+        assert float(spectral.high_frequency_share(img, cutoff)) == pytest.approx(
+            _old_wn_hf_fraction(img, cutoff), rel=1e-6
+        )
         assert metrics.detail_ratio(img, target, cutoff) == pytest.approx(
-            _old_wn_hf_energy_ratio_to(img, target, cutoff), rel=1e-12)
-    old_lowpass = metrics.psnr(F.interpolate(img, size=(16, 16), mode="area"), F.interpolate(target, size=(16, 16), mode="area"))
+            _old_wn_hf_energy_ratio_to(img, target, cutoff), rel=1e-12
+        )
+    old_lowpass = metrics.psnr(
+        F.interpolate(img, size=(16, 16), mode="area"), F.interpolate(target, size=(16, 16), mode="area")
+    )
     assert spectral.lowpass_psnr(img, target, 16) == old_lowpass
 
 
 def test_reference_quality_share_changed_only_by_pooling_the_channels():
     """The former reference-quality share averaged per-channel shares; now the power is pooled over channels."""
     grey = _images(11).mean(dim=1, keepdim=True).expand(2, 3, 32, 32)  # equal channels: both definitions agree
-    torch.testing.assert_close(spectral.high_frequency_share(grey, 0.25), _old_rq_hf_fraction(grey).double(),
-                               rtol=1e-6, atol=0)
+    torch.testing.assert_close(
+        spectral.high_frequency_share(grey, 0.25), _old_rq_hf_fraction(grey).double(), rtol=1e-6, atol=0
+    )
     colour = _images(12) * torch.tensor([1.0, 0.2, 0.05]).view(1, 3, 1, 1)
-    assert not torch.allclose(spectral.high_frequency_share(colour, 0.25), _old_rq_hf_fraction(colour).double(), rtol=1e-3)
+    assert not torch.allclose(
+        spectral.high_frequency_share(colour, 0.25), _old_rq_hf_fraction(colour).double(), rtol=1e-3
+    )

@@ -59,7 +59,9 @@ def test_mixing_methods_match_a_single_mix(gens, codes, method):
     torch.testing.assert_close(out.w[5:6], single.w_m)
     torch.testing.assert_close(out.images[5:6], _render(single), atol=1e-4, rtol=1e-5)
     style_change = float((out.images[3] - out.images[5]).abs().max())  # pairs (1, 0) and (1, 2), in different batches
-    assert (style_change < 1e-3) == (method == "layer_swap"), f"only layer swapping ignores the style code ({style_change})"
+    assert (style_change < 1e-3) == (method == "layer_swap"), (
+        f"only layer swapping ignores the style code ({style_change})"
+    )
 
 
 def test_swap_res_and_gamma_reach_the_mix(gens, codes):
@@ -67,7 +69,9 @@ def test_swap_res_and_gamma_reach_the_mix(gens, codes):
     w_s, _, w_t = codes
     out = stylize_pairs(G_s, G_t, w_s, w_t, "swap_g_and_w", swap_res=16, progress=False)
     assert out.schedule == {4: 0.0, 8: 0.0, 16: 1.0, 32: 1.0, 64: 1.0}
-    assert torch.equal(out.w[:, 4:], w_t[out.style_index][:, 4:]) and torch.equal(out.w[:, :4], w_s[out.content_index][:, :4])
+    assert torch.equal(out.w[:, 4:], w_t[out.style_index][:, 4:]) and torch.equal(
+        out.w[:, :4], w_s[out.content_index][:, :4]
+    )
     lerp = stylize_pairs(G_s, G_t, w_s, w_t, "lerp", gamma=0.0, progress=False)
     torch.testing.assert_close(lerp.w, w_s[lerp.content_index])
 
@@ -76,18 +80,41 @@ def test_lerp_lso_batches_equal_single_runs(gens, codes):
     G_s, G_t = gens
     w_s, contents, w_t = codes
     # a large init_scale: a pair started from another pair's initial offset would land far from its single run
-    kw = {"num_steps": 4, "loss": perceptual_loss("mse"), "seed": 3, "rows": (1, 2), "reg_weight": 1e-3, "init_scale": 0.5}
-    whole = stylize_pairs(G_s, G_t, w_s, w_t, "lerp_lso", contents=contents, lso_kwargs=kw, batch_size=6, progress=False)
+    kw = {
+        "num_steps": 4,
+        "loss": perceptual_loss("mse"),
+        "seed": 3,
+        "rows": (1, 2),
+        "reg_weight": 1e-3,
+        "init_scale": 0.5,
+    }
+    whole = stylize_pairs(
+        G_s, G_t, w_s, w_t, "lerp_lso", contents=contents, lso_kwargs=kw, batch_size=6, progress=False
+    )
     # one batch of all pairs is exactly one lso call on the mixed codes
     m = mix("lerp", G_s, G_t, w_s[whole.content_index], w_t[whole.style_index])
     ref = hrinv_nb.lso(m.G_m, m.w_m, contents[whole.content_index], progress=False, **kw)
-    assert torch.equal(whole.w, ref.w) and torch.equal(whole.images, ref.image) and torch.equal(whole.mixed, ref.mixed_image)
+    assert (
+        torch.equal(whole.w, ref.w)
+        and torch.equal(whole.images, ref.image)
+        and torch.equal(whole.mixed, ref.mixed_image)
+    )
     assert torch.equal(whole.w_mixed, m.w_m)
     # any batching gives every pair the result of its own single run, up to float summation order (which
     # Adam's normalisation lifts to ~1e-4 on the few elements whose gradient is nearly zero)
     for lso_batch in (1, 4):
-        part = stylize_pairs(G_s, G_t, w_s, w_t, "lerp_lso", contents=contents, lso_kwargs=kw, batch_size=6,
-                             lso_batch_size=lso_batch, progress=False)
+        part = stylize_pairs(
+            G_s,
+            G_t,
+            w_s,
+            w_t,
+            "lerp_lso",
+            contents=contents,
+            lso_kwargs=kw,
+            batch_size=6,
+            lso_batch_size=lso_batch,
+            progress=False,
+        )
         torch.testing.assert_close(part.w, whole.w, atol=1e-3, rtol=0)
         torch.testing.assert_close(part.images, whole.images, atol=1e-2, rtol=1e-3)
     init = lso_initial_variables(6, G_s.w_dim, kw)
@@ -110,8 +137,9 @@ def test_lso_batches_with_directions_and_a_pair_subset(gens, codes):
     kw = {"num_steps": 3, "loss": perceptual_loss("mse"), "directions": dirs, "init_scale": 0.1}
     pairs = (torch.tensor([1, 0, 1]), torch.tensor([2, 2, 0]))
     a = stylize_pairs(G_s, G_t, w_s, w_t, "lerp_lso", pairs=pairs, contents=contents, lso_kwargs=kw, progress=False)
-    b = stylize_pairs(G_s, G_t, w_s, w_t, "lerp_lso", pairs=pairs, contents=contents, lso_kwargs=kw, lso_batch_size=1,
-                      progress=False)
+    b = stylize_pairs(
+        G_s, G_t, w_s, w_t, "lerp_lso", pairs=pairs, contents=contents, lso_kwargs=kw, lso_batch_size=1, progress=False
+    )
     assert a.lso.offset.shape == (3, 5, G_s.w_dim) and a.content_index.tolist() == [1, 0, 1]
     torch.testing.assert_close(b.w, a.w, atol=1e-5, rtol=1e-5)
     off = a.lso.offset[:, 0]
@@ -124,8 +152,18 @@ def test_lso_after_any_mixing_and_refusals(gens, codes):
     G_s, G_t = gens
     w_s, contents, w_t = codes
     kw = {"num_steps": 2, "loss": perceptual_loss("mse")}
-    swap = stylize_pairs(G_s, G_t, w_s, w_t, "layer_swap", contents=contents, run_lso=True, lso_kwargs=kw,
-                         pairs=(torch.arange(2), torch.zeros(2, dtype=torch.long)), progress=False)
+    swap = stylize_pairs(
+        G_s,
+        G_t,
+        w_s,
+        w_t,
+        "layer_swap",
+        contents=contents,
+        run_lso=True,
+        lso_kwargs=kw,
+        pairs=(torch.arange(2), torch.zeros(2, dtype=torch.long)),
+        progress=False,
+    )
     assert torch.equal(swap.w_mixed, w_s) and not torch.equal(swap.w, w_s) and swap.lso is not None
     with pytest.raises(HrinvError):
         stylize_pairs(G_s, G_t, w_s, w_t, "lerp_lso", progress=False)  # no content images
@@ -136,8 +174,9 @@ def test_lso_after_any_mixing_and_refusals(gens, codes):
     with pytest.raises(HrinvError):
         stylize_pairs(G_s, G_t, w_s, w_t, "lerp", pairs=(torch.tensor([2]), torch.tensor([0])), progress=False)
     with pytest.raises(HrinvError):
-        stylize_pairs(G_s, G_t, w_s, w_t, "lerp_lso", contents=contents, lso_kwargs={**kw, "optimize_noise": True},
-                      progress=False)
+        stylize_pairs(
+            G_s, G_t, w_s, w_t, "lerp_lso", contents=contents, lso_kwargs={**kw, "optimize_noise": True}, progress=False
+        )
 
 
 def test_gallery_stylize_is_stylize_pairs_for_one_content(gens, codes):
@@ -147,8 +186,18 @@ def test_gallery_stylize_is_stylize_pairs_for_one_content(gens, codes):
     assert gallery.w.shape == (5, 10, 128) and len(gallery) == 5
     kw = {"num_steps": 3, "loss": perceptual_loss("mse")}
     judge = lambda a, b: float((a - b).square().mean())
-    out = stylize(G_s, G_t, w_s[:1], gallery, method="lerp_lso", content=contents[:1], lso_kwargs=kw, judge=judge,
-                  lso_batch_size=2, progress=False)
+    out = stylize(
+        G_s,
+        G_t,
+        w_s[:1],
+        gallery,
+        method="lerp_lso",
+        content=contents[:1],
+        lso_kwargs=kw,
+        judge=judge,
+        lso_batch_size=2,
+        progress=False,
+    )
     ref = stylize_pairs(G_s, G_t, w_s[:1], gallery.w, "lerp_lso", contents=contents[:1], lso_kwargs=kw, progress=False)
     torch.testing.assert_close(out.w, ref.w, atol=1e-5, rtol=1e-5)
     assert len(out.lso_results) == 5 and out.content_index.tolist() == [0] * 5

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 
 import hrinv_nb
-from conftest import TINY
 from hrinv_nb.fid import frechet_distance, inception_fid
 from hrinv_nb.identity import IRSE50, arcface_embedder, load_arcface
 from hrinv_nb.inr import attach_inr_head
@@ -31,8 +31,9 @@ def test_noise_style_transfer_keeps_w_bit_identical(gens):
     with torch.no_grad():
         style = G.synthesis(G.mapping(torch.randn(1, 128, generator=gen), None), noise_mode="const") / 20
         content = G.synthesis(G.mapping(torch.randn(1, 128, generator=gen), None), noise_mode="const") / 20
-    res = noise_style_transfer(G, style, content, loss=perceptual_loss("mse"), num_steps=4, progress=False,
-                               w_avg_samples=200)
+    res = noise_style_transfer(
+        G, style, content, loss=perceptual_loss("mse"), num_steps=4, progress=False, w_avg_samples=200
+    )
     assert torch.equal(res.w, res.style.w)
     assert res.noise and res.image.shape == (1, 3, 64, 64)
     assert res.content.history["mse"][-1] <= res.content.history["mse"][0] + 1e-6
@@ -51,8 +52,13 @@ def test_arcface_architecture_round_trip(tmp_path):
     torch.manual_seed(0)
     model = IRSE50()
     keys = set(model.state_dict())
-    assert {"input_layer.0.weight", "body.3.shortcut_layer.0.weight", "body.23.res_layer.5.fc2.weight",
-            "output_layer.3.weight", "output_layer.4.running_var"} <= keys
+    assert {
+        "input_layer.0.weight",
+        "body.3.shortcut_layer.0.weight",
+        "body.23.res_layer.5.fc2.weight",
+        "output_layer.3.weight",
+        "output_layer.4.running_var",
+    } <= keys
     assert len(model.body) == 24
     path = tmp_path / "model_ir_se50.pth"
     torch.save(model.state_dict(), path)

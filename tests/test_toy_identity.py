@@ -92,8 +92,23 @@ def test_supcon_loss_prefers_grouped_embeddings():
 
 def test_one_training_step_writes_a_loadable_file(tmp_path):
     out = tmp_path / "emb.safetensors"
-    provenance = main(["--out", str(out), "--steps", "1", "--n-ids", "4", "--ids-per-batch", "2",
-                       "--eval-ids", "3", "--eval-per-style", "1", "--no-cache"])
+    provenance = main(
+        [
+            "--out",
+            str(out),
+            "--steps",
+            "1",
+            "--n-ids",
+            "4",
+            "--ids-per-batch",
+            "2",
+            "--eval-ids",
+            "3",
+            "--eval-per-style",
+            "1",
+            "--no-cache",
+        ]
+    )
     model = load_id_embedder(out)
     emb = id_embedder_fn(model)(torch.zeros(2, 3, 64, 64))
     assert emb.shape == (2, 128) and torch.isfinite(emb).all()

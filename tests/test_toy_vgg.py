@@ -41,8 +41,11 @@ def faces() -> dict[str, torch.Tensor]:
     n1, n2 = sample_nuisance(8, g), sample_nuisance(8, g)
     keep = [NUISANCE_FACTORS.index(name) for name in NUISANCE_TARGETS]
     n2[:, keep] = n1[:, keep]
-    return {"a": render(i1, n1, "photo", size=(64, 64)), "b": render(i2, n1, "photo", size=(64, 64)),
-            "a2": render(i1, n2, "photo", size=(64, 64))}
+    return {
+        "a": render(i1, n1, "photo", size=(64, 64)),
+        "b": render(i2, n1, "photo", size=(64, 64)),
+        "a2": render(i1, n2, "photo", size=(64, 64)),
+    }
 
 
 def test_missing_file_names_the_rebuild_command(tmp_path):
@@ -85,8 +88,10 @@ def test_trained_trunk_differs_from_random_init(shipped):
 def test_trained_features_respond_to_identity(shipped, faces, layer):
     """conv3_3 / conv4_3 move more with identity than with irrelevant nuisances; random features do not."""
     stats = {}
-    for name, loss in (("trained", perceptual_loss("vgg16_conv", weights=shipped, layers=[layer])),
-                       ("random", perceptual_loss("vgg16_conv_random", seed=0, layers=[layer]))):
+    for name, loss in (
+        ("trained", perceptual_loss("vgg16_conv", weights=shipped, layers=[layer])),
+        ("random", perceptual_loss("vgg16_conv_random", seed=0, layers=[layer])),
+    ):
         fa, fb, fa2 = (loss.features(faces[k])[layer] for k in ("a", "b", "a2"))
         d_identity = (fa - fb).square().flatten(1).sum(1)
         d_nuisance = (fa - fa2).square().flatten(1).sum(1)
@@ -115,8 +120,9 @@ def test_batchnorm_folding_is_exact():
 
 def test_one_training_step_writes_a_loadable_file(tmp_path):
     out = tmp_path / "vgg.safetensors"
-    provenance = main(["--out", str(out), "--steps", "1", "--batch-size", "4", "--n-train", "8", "--n-val", "4",
-                       "--no-cache"])
+    provenance = main(
+        ["--out", str(out), "--steps", "1", "--batch-size", "4", "--n-train", "8", "--n-val", "4", "--no-cache"]
+    )
     loss = perceptual_loss("vgg16_conv", weights=out)
     img = torch.zeros(1, 3, 64, 64)
     loss.set_target(img)

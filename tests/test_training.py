@@ -12,10 +12,18 @@ from hrinv_nb.toy.training import TrainConfig, augment, finetune_copy, train
 
 def _nets(seed: int = 0):
     torch.manual_seed(seed)
-    G = hrinv_nb.Generator(16, 0, 16, 16, 3, mapping_kwargs={"num_layers": 2},
-                           synthesis_kwargs={"channel_base": 128, "channel_max": 16, "conv_clamp": 256})
-    D = hrinv_nb.Discriminator(0, 16, 3, channel_base=128, channel_max=16, conv_clamp=256,
-                               epilogue_kwargs={"mbstd_group_size": 2})
+    G = hrinv_nb.Generator(
+        16,
+        0,
+        16,
+        16,
+        3,
+        mapping_kwargs={"num_layers": 2},
+        synthesis_kwargs={"channel_base": 128, "channel_max": 16, "conv_clamp": 256},
+    )
+    D = hrinv_nb.Discriminator(
+        0, 16, 3, channel_base=128, channel_max=16, conv_clamp=256, epilogue_kwargs={"mbstd_group_size": 2}
+    )
     return G, D
 
 

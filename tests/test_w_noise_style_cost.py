@@ -15,7 +15,12 @@ from hrinv_nb.studies import cost
 from hrinv_nb.studies import w_vs_noise as wn
 
 TINY_KWARGS = dict(
-    z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3, mapping_kwargs={"num_layers": 2},
+    z_dim=32,
+    c_dim=0,
+    w_dim=32,
+    img_resolution=32,
+    img_channels=3,
+    mapping_kwargs={"num_layers": 2},
     synthesis_kwargs={"channel_base": 1024, "channel_max": 32, "num_fp16_res": 0, "conv_clamp": 256},
 )
 
@@ -150,9 +155,15 @@ def test_ffhq_generator_config():
 
 
 def test_training_records(tmp_path):
-    record = {"asset": "G_x", "training_seconds": 100.0, "pretrain_seconds": 20.0, "threads": 1,
-              "train_config": {"steps": 10, "batch": 4}, "pretrain_config": {"steps": 5, "batch": 2},
-              "adversarial_config": {"steps": 10, "batch": 4}}  # a duplicate phase counts once
+    record = {
+        "asset": "G_x",
+        "training_seconds": 100.0,
+        "pretrain_seconds": 20.0,
+        "threads": 1,
+        "train_config": {"steps": 10, "batch": 4},
+        "pretrain_config": {"steps": 5, "batch": 2},
+        "adversarial_config": {"steps": 10, "batch": 4},
+    }  # a duplicate phase counts once
     (tmp_path / "G_x.json").write_text(json.dumps(record))
     (tmp_path / "vgg.json").write_text("{}")
     out = cost.training_records(tmp_path)

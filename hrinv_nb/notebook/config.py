@@ -41,7 +41,7 @@ import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 
@@ -58,14 +58,38 @@ NOTEBOOK_NAME = re.compile(r"\d\d_[a-z0-9_]+")
 INJECTED_HEADER = "# Parameters"  # first line of the cell papermill injects
 
 # IPython's own globals in a kernel's namespace (seen with IPython 8-9 / ipykernel 6-7).
-IPYTHON_GLOBALS = frozenset({
-    "In", "Out", "get_ipython", "exit", "quit", "open", "display",
-    "_", "__", "___", "_i", "_ii", "_iii", "_ih", "_oh", "_dh", "_exit_code",
-    "__name__", "__doc__", "__package__", "__loader__", "__spec__", "__builtin__", "__builtins__", "__session__",
-})
+IPYTHON_GLOBALS = frozenset(
+    {
+        "In",
+        "Out",
+        "get_ipython",
+        "exit",
+        "quit",
+        "open",
+        "display",
+        "_",
+        "__",
+        "___",
+        "_i",
+        "_ii",
+        "_iii",
+        "_ih",
+        "_oh",
+        "_dh",
+        "_exit_code",
+        "__name__",
+        "__doc__",
+        "__package__",
+        "__loader__",
+        "__spec__",
+        "__builtin__",
+        "__builtins__",
+        "__session__",
+    }
+)
 _IPYTHON_NUMBERED = re.compile(r"_i?\d+")  # _i3 (input 3), _5 (output 5)
 
-TypeSpec = Union[type, tuple]
+TypeSpec = type | tuple
 
 
 class ParameterError(HrinvError):
@@ -83,9 +107,13 @@ def resolve_device(device: str) -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError as err:
-        raise ParameterError(f"device={device!r} is not a device name (use 'auto', 'cpu', 'cuda', 'cuda:1', ...)") from err
+        raise ParameterError(
+            f"device={device!r} is not a device name (use 'auto', 'cpu', 'cuda', 'cuda:1', ...)"
+        ) from err
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError(f"device={device!r} asked for CUDA, but torch sees no GPU here; use device='auto' or 'cpu'")
+        raise ParameterError(
+            f"device={device!r} asked for CUDA, but torch sees no GPU here; use device='auto' or 'cpu'"
+        )
     return dev
 
 
@@ -213,7 +241,9 @@ def build_config_options(path: str | os.PathLike) -> tuple[set[str], set[str]]:
 def notebook_file(notebook: str) -> Path:
     """``notebooks/<notebook>.ipynb`` of the repository, for a name ``NN_name``."""
     if not NOTEBOOK_NAME.fullmatch(notebook):
-        raise ParameterError(f"notebook name {notebook!r} is not of the form NN_name (e.g. '01_downsampling_artifacts')")
+        raise ParameterError(
+            f"notebook name {notebook!r} is not of the form NN_name (e.g. '01_downsampling_artifacts')"
+        )
     path = NOTEBOOKS / f"{notebook}.ipynb"
     if not path.is_file():
         raise ParameterError(f"{notebook}: no notebook {path} to read the parameters cell from")
@@ -258,10 +288,17 @@ def validate_parameters(
     allow_zero = set(allow_zero)
     missing_common = sorted(set(COMMON) - set(defaults))
     if missing_common:
-        raise ParameterError(f"{notebook}: the parameters cell does not define the common parameter(s) {missing_common}")
-    for extra, what in ((set(declared) - set(defaults), "declares types for"), (allow_zero - set(defaults), "allows 0 for")):
+        raise ParameterError(
+            f"{notebook}: the parameters cell does not define the common parameter(s) {missing_common}"
+        )
+    for extra, what in (
+        (set(declared) - set(defaults), "declares types for"),
+        (allow_zero - set(defaults), "allows 0 for"),
+    ):
         if extra:
-            raise ParameterError(f"{notebook}: build_config {what} {sorted(extra)}, which the parameters cell does not define")
+            raise ParameterError(
+                f"{notebook}: build_config {what} {sorted(extra)}, which the parameters cell does not define"
+            )
     allowed = sorted(defaults)
     for source in injected_cells(namespace):
         for name in _plain_assignments(source, f"{notebook}: the injected parameters cell"):
@@ -362,5 +399,7 @@ def asset_path(value: str, toy_name: str | None = None, *, what: str = "asset") 
     if not path.is_absolute() and not path.exists():
         path = REPO / path
     if not path.is_file():
-        raise FileNotFoundError(f"{what}: file not found: {path} (put it there, or pass another path; nothing is downloaded)")
+        raise FileNotFoundError(
+            f"{what}: file not found: {path} (put it there, or pass another path; nothing is downloaded)"
+        )
     return path

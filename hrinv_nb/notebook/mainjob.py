@@ -90,7 +90,9 @@ def select_notebooks(notebooks: Sequence[Path], only: Iterable[str]) -> list[Pat
         else:
             raise SelectionError(f"--only got an empty name; give a two-digit number or a full name of: {valid}")
         if not hits:
-            raise SelectionError(f"no notebook matches --only {sel!r}; give a two-digit number or a full name of: {valid}")
+            raise SelectionError(
+                f"no notebook matches --only {sel!r}; give a two-digit number or a full name of: {valid}"
+            )
         chosen.update(hits)
     return [nb for nb in notebooks if nb in chosen]
 
@@ -105,7 +107,11 @@ def parse_value(text: str) -> object:
 
 def available_presets(params: Path = PARAMS) -> list[str]:
     """The preset folders under ``notebooks/params/``."""
-    return sorted(p.name for p in params.iterdir() if p.is_dir() and PRESET_NAME.fullmatch(p.name)) if params.is_dir() else []
+    return (
+        sorted(p.name for p in params.iterdir() if p.is_dir() and PRESET_NAME.fullmatch(p.name))
+        if params.is_dir()
+        else []
+    )
 
 
 def preset_folder(preset: str, params: Path = PARAMS) -> Path:
@@ -148,14 +154,21 @@ def check_parameters(notebook: Path, parameters: Mapping[Any, Any], origin: str 
             )
     values = {name: config.check_plain(name, value) for name, value in parameters.items()}
     allow_zero, declared = config.build_config_options(notebook)  # the notebook's own rules
-    config.validate_parameters(notebook.stem, defaults, {**defaults, **values}, allow_zero=allow_zero,
-                               declared={name: object for name in declared})
+    config.validate_parameters(
+        notebook.stem,
+        defaults,
+        {**defaults, **values},
+        allow_zero=allow_zero,
+        declared={name: object for name in declared},
+    )
     return values
 
 
 def notebook_parameters(notebook: Path, preset: str | None, parameters: Mapping[str, object]) -> dict[str, object]:
     """The checked parameters for one notebook: its preset YAML values, overridden by ``parameters`` (``-p``)."""
-    from_yaml = check_parameters(notebook, preset_parameters(notebook, preset), f"--preset {preset} ({notebook.stem}.yaml)")
+    from_yaml = check_parameters(
+        notebook, preset_parameters(notebook, preset), f"--preset {preset} ({notebook.stem}.yaml)"
+    )
     return {**from_yaml, **check_parameters(notebook, parameters)}
 
 
@@ -176,8 +189,15 @@ def prepare_smoke(out_dir: Path, notebooks: list[Path] | None = None) -> list[Pa
     written = []
     for nb, params in all_params.items():
         dest = out_dir / nb.name
-        pm.execute_notebook(str(nb), str(dest), parameters=params, prepare_only=True, kernel_name="python3",
-                            progress_bar=False, log_output=False)
+        pm.execute_notebook(
+            str(nb),
+            str(dest),
+            parameters=params,
+            prepare_only=True,
+            kernel_name="python3",
+            progress_bar=False,
+            log_output=False,
+        )
         written.append(dest)
     return written
 
@@ -212,9 +232,16 @@ def fixture_sample_grid(out: Path, n: int = 8, seed: int = 0) -> Path:
     return out
 
 
-def _summary(preset: str | None, parameters: Mapping[str, object], notebooks: Sequence[Path], times: Mapping[str, float],
-             failed: Sequence[str], status: str, running: str | None = None,
-             interrupted: Mapping[str, object] | None = None) -> dict[str, object]:
+def _summary(
+    preset: str | None,
+    parameters: Mapping[str, object],
+    notebooks: Sequence[Path],
+    times: Mapping[str, float],
+    failed: Sequence[str],
+    status: str,
+    running: str | None = None,
+    interrupted: Mapping[str, object] | None = None,
+) -> dict[str, object]:
     in_flight = running or (interrupted or {}).get("notebook")
     return {
         "status": status,  # running | ok | failed | interrupted
@@ -240,8 +267,9 @@ def _kernel_interrupted(err: BaseException) -> bool:
     return getattr(err, "ename", None) == "KeyboardInterrupt"
 
 
-def run_notebooks(notebooks: list[Path], parameters: dict[str, object], run_dir: Path,
-                  preset: str | None = None) -> list[str]:
+def run_notebooks(
+    notebooks: list[Path], parameters: dict[str, object], run_dir: Path, preset: str | None = None
+) -> list[str]:
     """Execute ``notebooks`` with papermill into ``run_dir``; return the names of those that failed.
 
     ``parameters`` (from ``-p``) override the preset's YAML values; all are checked for every
@@ -262,8 +290,13 @@ def run_notebooks(notebooks: list[Path], parameters: dict[str, object], run_dir:
         write_summary(run_dir, _summary(preset, parameters, notebooks, times, failed, "running", running=nb.name))
         try:
             pm.execute_notebook(
-                str(nb), str(run_dir / nb.name), parameters=all_params[nb], cwd=str(nb.parent),
-                progress_bar=True, kernel_name="python3", execution_timeout=CELL_TIMEOUT_S,
+                str(nb),
+                str(run_dir / nb.name),
+                parameters=all_params[nb],
+                cwd=str(nb.parent),
+                progress_bar=True,
+                kernel_name="python3",
+                execution_timeout=CELL_TIMEOUT_S,
             )
         except (KeyboardInterrupt, Interrupted) as err:
             _record_interrupt(run_dir, preset, parameters, notebooks, times, failed, nb, t0, err)
@@ -282,12 +315,31 @@ def run_notebooks(notebooks: list[Path], parameters: dict[str, object], run_dir:
     return failed
 
 
-def _record_interrupt(run_dir: Path, preset: str | None, parameters: Mapping[str, object], notebooks: Sequence[Path],
-                      times: dict[str, float], failed: Sequence[str], nb: Path, t0: float, err: BaseException) -> None:
+def _record_interrupt(
+    run_dir: Path,
+    preset: str | None,
+    parameters: Mapping[str, object],
+    notebooks: Sequence[Path],
+    times: dict[str, float],
+    failed: Sequence[str],
+    nb: Path,
+    t0: float,
+    err: BaseException,
+) -> None:
     times[nb.name] = round(time.perf_counter() - t0, 1)
     sig = getattr(err, "signal", "SIGINT")
-    write_summary(run_dir, _summary(preset, parameters, notebooks, times, failed, "interrupted",
-                                    interrupted={"notebook": nb.name, "signal": sig}))
+    write_summary(
+        run_dir,
+        _summary(
+            preset,
+            parameters,
+            notebooks,
+            times,
+            failed,
+            "interrupted",
+            interrupted={"notebook": nb.name, "signal": sig},
+        ),
+    )
     print(f"INTERRUPTED ({sig}) during {nb.name}; summary in {run_dir / 'summary.json'}", file=sys.stderr, flush=True)
 
 
@@ -298,14 +350,26 @@ def _raise_interrupted(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """The command line (see the module docstring); returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", action="append", default=[],
-                        help="run only this notebook: its two-digit number (01) or full name; repeatable")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="run only this notebook: its two-digit number (01) or full name; repeatable",
+    )
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     parser.add_argument("--run-dir", type=Path, default=None, help="where executed copies go (default runs/<time>)")
-    parser.add_argument("--preset", default=None,
-                        help="read notebooks/params/<preset>/<notebook>.yaml (a folder name there, e.g. paper)")
-    parser.add_argument("--prepare-smoke", type=Path, default=None, metavar="DIR",
-                        help="write smoke-parameter copies for nbval into DIR and exit")
+    parser.add_argument(
+        "--preset",
+        default=None,
+        help="read notebooks/params/<preset>/<notebook>.yaml (a folder name there, e.g. paper)",
+    )
+    parser.add_argument(
+        "--prepare-smoke",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write smoke-parameter copies for nbval into DIR and exit",
+    )
     parser.add_argument("--list", action="store_true", help="list the notebooks and exit")
     args = parser.parse_args(argv)
 

@@ -8,12 +8,57 @@ from __future__ import annotations
 
 # Table I: cost on the authors' hardware (training on 8×V100; inversion, LSO, generation on one V100).
 TABLE_I: dict[str, dict[str, object]] = {
-    "StyleGAN2 on FFHQ": {"res": 1024, "gpus": 8, "batch": 32, "gpu_mem_gb": 8.3, "length": "25,000 kimg", "time": "6 d 03 h"},
-    "Style-INR-GAN on FFHQ": {"res": 1024, "gpus": 8, "batch": 32, "gpu_mem_gb": 8.9, "length": "25,000 kimg", "time": "7 d 20 h"},
-    "Style-INR-GAN fine-tune (Disney)": {"res": 1024, "gpus": 8, "batch": 32, "gpu_mem_gb": 8.9, "length": "1,000 kimg", "time": "8 h 43 m"},
-    "Inversion": {"res": 1024, "gpus": 1, "batch": 1, "gpu_mem_gb": 5.89, "length": "1,000 steps", "time": "2 m 18 s", "seconds": 138.0},
-    "LSO": {"res": 1024, "gpus": 1, "batch": 1, "gpu_mem_gb": 5.38, "length": "50 steps", "time": "8 s", "seconds": 8.0},
-    "Generation": {"res": 1024, "gpus": 1, "batch": 1, "gpu_mem_gb": 0.78, "length": "-", "time": "32 ms", "seconds": 0.032},
+    "StyleGAN2 on FFHQ": {
+        "res": 1024,
+        "gpus": 8,
+        "batch": 32,
+        "gpu_mem_gb": 8.3,
+        "length": "25,000 kimg",
+        "time": "6 d 03 h",
+    },
+    "Style-INR-GAN on FFHQ": {
+        "res": 1024,
+        "gpus": 8,
+        "batch": 32,
+        "gpu_mem_gb": 8.9,
+        "length": "25,000 kimg",
+        "time": "7 d 20 h",
+    },
+    "Style-INR-GAN fine-tune (Disney)": {
+        "res": 1024,
+        "gpus": 8,
+        "batch": 32,
+        "gpu_mem_gb": 8.9,
+        "length": "1,000 kimg",
+        "time": "8 h 43 m",
+    },
+    "Inversion": {
+        "res": 1024,
+        "gpus": 1,
+        "batch": 1,
+        "gpu_mem_gb": 5.89,
+        "length": "1,000 steps",
+        "time": "2 m 18 s",
+        "seconds": 138.0,
+    },
+    "LSO": {
+        "res": 1024,
+        "gpus": 1,
+        "batch": 1,
+        "gpu_mem_gb": 5.38,
+        "length": "50 steps",
+        "time": "8 s",
+        "seconds": 8.0,
+    },
+    "Generation": {
+        "res": 1024,
+        "gpus": 1,
+        "batch": 1,
+        "gpu_mem_gb": 0.78,
+        "length": "-",
+        "time": "32 ms",
+        "seconds": 0.032,
+    },
 }
 
 # Table II: CelebA-HQ 1024², 1000 iterations; (loss input size, PSNR dB, LPIPS).

@@ -43,8 +43,12 @@ def image_grid(
             if im is not None:
                 aspect = im.shape[-1] / im.shape[-2]
                 break
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(scale * aspect * n_cols + (1.2 if row_labels else 0), scale * n_rows + 0.4),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        n_rows,
+        n_cols,
+        figsize=(scale * aspect * n_cols + (1.2 if row_labels else 0), scale * n_rows + 0.4),
+        squeeze=False,
+    )
     for i, r in enumerate(rows):
         for j in range(n_cols):
             ax = axes[i][j]

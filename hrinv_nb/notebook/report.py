@@ -99,7 +99,9 @@ def save_figure(
         "parameters": _plain(cfg.as_dict()),
         "seed": cfg.values["seed"],
         "device": str(cfg.device),
-        "device_name": torch.cuda.get_device_name(cfg.device) if cfg.device.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": torch.cuda.get_device_name(cfg.device)
+        if cfg.device.type == "cuda"
+        else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "hrinv_nb": __version__,
         "torch": torch.__version__,
@@ -109,7 +111,9 @@ def save_figure(
     record["wall_seconds"] = round(time.perf_counter() - cfg.started, 1)  # since build_config
     text = json.dumps(record, indent=2) + "\n"
     # JSON first: after a kill between the renames the new record names a hash the old PNG lacks.
-    atomic_write_all([(js, lambda tmp: Path(tmp).write_text(text)), (png, lambda tmp: Path(tmp).write_bytes(png_bytes))])
+    atomic_write_all(
+        [(js, lambda tmp: Path(tmp).write_text(text)), (png, lambda tmp: Path(tmp).write_bytes(png_bytes))]
+    )
     return png, js
 
 

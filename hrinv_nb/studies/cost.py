@@ -67,12 +67,21 @@ def ffhq_generator(resolution: int = 1024, *, seed: int = 0, device: str | torch
     from ..networks import Generator
 
     torch.manual_seed(seed)
-    G = Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=resolution, img_channels=3,
-                  mapping_kwargs={"num_layers": 8}, synthesis_kwargs=dict(FFHQ_SYNTHESIS_KWARGS))
+    G = Generator(
+        z_dim=512,
+        c_dim=0,
+        w_dim=512,
+        img_resolution=resolution,
+        img_channels=3,
+        mapping_kwargs={"num_layers": 8},
+        synthesis_kwargs=dict(FFHQ_SYNTHESIS_KWARGS),
+    )
     return G.eval().requires_grad_(False).to(device)
 
 
-def build_networks(assets: str, resolution: int, device: str | torch.device, task: str = "inversion") -> tuple[torch.nn.Module, Any]:
+def build_networks(
+    assets: str, resolution: int, device: str | torch.device, task: str = "inversion"
+) -> tuple[torch.nn.Module, Any]:
     """``(G, loss)`` for ``task``: the VGG16-conv loss (inversion), d_h (LSO) or ``None`` (generation).
 
     ``assets`` = 'toy' (data/G_s and the toy VGG16; ``resolution`` is ignored) or 'ffhq' (random weights).
@@ -114,12 +123,27 @@ def _step_summary(start: float, stamps: Sequence[float], total_steps: int) -> di
     first = stamps[0] - start
     step = statistics.median(step_times) if step_times else first
     run = first + (total_steps - 1) * step
-    return {"steps_run": len(stamps), "steps_timed": len(step_times), "first_step_s": first, "step_s": step,
-            "run_steps": total_steps, "run_s": run, "extrapolated": len(stamps) < total_steps}
+    return {
+        "steps_run": len(stamps),
+        "steps_timed": len(step_times),
+        "first_step_s": first,
+        "step_s": step,
+        "run_steps": total_steps,
+        "run_s": run,
+        "extrapolated": len(stamps) < total_steps,
+    }
 
 
-def time_inversion(G: torch.nn.Module, loss: Any, target: torch.Tensor, *, steps: int, total_steps: int = 1000,
-                   optimize_noise: bool = True, w_avg_samples: int = 10000) -> dict[str, Any]:
+def time_inversion(
+    G: torch.nn.Module,
+    loss: Any,
+    target: torch.Tensor,
+    *,
+    steps: int,
+    total_steps: int = 1000,
+    optimize_noise: bool = True,
+    w_avg_samples: int = 10000,
+) -> dict[str, Any]:
     """Run ``steps`` steps of :func:`hrinv_nb.project` and time them (see the module docstring)."""
     from ..projector import project
 
@@ -133,13 +157,22 @@ def time_inversion(G: torch.nn.Module, loss: Any, target: torch.Tensor, *, steps
 
     _sync(device)
     start = time.perf_counter()
-    project(G, target, loss=loss, num_steps=steps, optimize_noise=optimize_noise, w_avg_samples=w_avg_samples,
-            progress=False, callback=on_step)
+    project(
+        G,
+        target,
+        loss=loss,
+        num_steps=steps,
+        optimize_noise=optimize_noise,
+        w_avg_samples=w_avg_samples,
+        progress=False,
+        callback=on_step,
+    )
     return _step_summary(start, stamps, total_steps)
 
 
-def time_lso(G: torch.nn.Module, w: torch.Tensor, content: torch.Tensor, loss: Any, *, steps: int,
-             total_steps: int = 50) -> dict[str, Any]:
+def time_lso(
+    G: torch.nn.Module, w: torch.Tensor, content: torch.Tensor, loss: Any, *, steps: int, total_steps: int = 50
+) -> dict[str, Any]:
     """Run ``steps`` steps of :func:`hrinv_nb.lso` (rows 0–4) and time them."""
     from ..lso import lso
 
@@ -170,20 +203,24 @@ def time_generation(G: torch.nn.Module, *, repeats: int = 3, seed: int = 0) -> d
             if i > 0:  # the first call is a warm-up
                 times.append(time.perf_counter() - t0)
     assert img.shape[-1] == G.img_resolution and torch.isfinite(img).all()
-    return {"repeats": repeats, "step_s": statistics.median(times), "run_s": statistics.median(times),
-            "run_steps": 1, "extrapolated": False}
+    return {
+        "repeats": repeats,
+        "step_s": statistics.median(times),
+        "run_s": statistics.median(times),
+        "run_steps": 1,
+        "extrapolated": False,
+    }
 
 
 def reset_peak_rss() -> bool:
     """Release freed heap memory (``malloc_trim``) and reset the peak RSS (``/proc/self/clear_refs``); False if not possible."""
+    import contextlib
     import ctypes
     import gc
 
     gc.collect()
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
     try:
         with open("/proc/self/clear_refs", "w") as handle:
             handle.write("5")
@@ -207,8 +244,17 @@ def _warm_up(device: torch.device) -> None:
     _WARM = True
 
 
-def run_task(task: str, assets: str, resolution: int, *, steps: int, device: str = "cpu", threads: int = 0,
-             total_steps: int | None = None, seed: int = 0) -> dict[str, Any]:
+def run_task(
+    task: str,
+    assets: str,
+    resolution: int,
+    *,
+    steps: int,
+    device: str = "cpu",
+    threads: int = 0,
+    total_steps: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Build the networks and measure one ``task`` in *this* process; memory as in the module docstring.
 
     On a CPU the peak is only this task's when the process's peak RSS was reset just before
@@ -257,8 +303,14 @@ def run_task(task: str, assets: str, resolution: int, *, steps: int, device: str
 # Tasks in a fresh interpreter
 
 
-def measure(tasks: Sequence[dict[str, Any]], *, device: str = "cpu", threads: int = 0, seed: int = 0,
-            timeout: float | None = None) -> list[dict[str, Any]]:
+def measure(
+    tasks: Sequence[dict[str, Any]],
+    *,
+    device: str = "cpu",
+    threads: int = 0,
+    seed: int = 0,
+    timeout: float | None = None,
+) -> list[dict[str, Any]]:
     """Run :func:`run_task` for each spec in ``tasks`` in one fresh ``python -m hrinv_nb.studies.cost`` process.
 
     Each spec holds ``task``, ``assets``, ``resolution``, ``steps`` and optionally ``total_steps``.
@@ -266,8 +318,19 @@ def measure(tasks: Sequence[dict[str, Any]], *, device: str = "cpu", threads: in
     """
     for spec in tasks:
         assert spec["task"] in TASKS and spec["assets"] in ASSETS and spec["steps"] >= 1, spec
-    cmd = [sys.executable, "-m", "hrinv_nb.studies.cost", "--device", device, "--threads", str(threads), "--seed", str(seed),
-           "--specs", json.dumps(list(tasks))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hrinv_nb.studies.cost",
+        "--device",
+        device,
+        "--threads",
+        str(threads),
+        "--seed",
+        str(seed),
+        "--specs",
+        json.dumps(list(tasks)),
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -276,7 +339,7 @@ def measure(tasks: Sequence[dict[str, Any]], *, device: str = "cpu", threads: in
         stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         err = f"timed out after {timeout} s"
     rows = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-    for spec in tasks[len(rows):]:
+    for spec in tasks[len(rows) :]:
         rows.append({**spec, "error": err[-800:] or "no result"})
     return rows
 
@@ -303,13 +366,17 @@ def training_records(data_dir: str | os.PathLike = DATA) -> dict[str, dict[str, 
     out: dict[str, dict[str, Any]] = {}
     for path in sorted(Path(data_dir).glob("G_*.json")):
         record = json.loads(path.read_text())
-        phases = {json.dumps(v, sort_keys=True): v for k, v in record.items() if k.endswith("_config") and isinstance(v, dict)}
+        phases = {
+            json.dumps(v, sort_keys=True): v for k, v in record.items() if k.endswith("_config") and isinstance(v, dict)
+        }
         images = [p["steps"] * p["batch"] for p in phases.values() if p.get("steps") is not None and p.get("batch")]
         out[record.get("asset", path.stem)] = {
             "seconds": float(record.get("training_seconds", 0.0)),
             "kimg": sum(images) / 1000 if images else None,
             "steps": record.get("steps", record.get("train_config", {}).get("steps")),
-            "threads": record.get("threads"), "res": 64, "status": record.get("status"),
+            "threads": record.get("threads"),
+            "res": 64,
+            "status": record.get("status"),
             "command": record.get("command"),
         }
     return out
@@ -352,13 +419,27 @@ def cost_figure(series: dict[str, Sequence[dict[str, Any]]], *, title: str | Non
             mems.append(row["peak_mem_gib"] if row else np.nan)
             hatches.append("//" if row and row.get("extrapolated") else "")
         offset = (j - (len(labels) - 1) / 2) * width
-        bars = axes[0].bar(x + offset, times, width, label=label, fill=not label.startswith("paper"),
-                           edgecolor="k" if label.startswith("paper") else None)
+        bars = axes[0].bar(
+            x + offset,
+            times,
+            width,
+            label=label,
+            fill=not label.startswith("paper"),
+            edgecolor="k" if label.startswith("paper") else None,
+        )
         for bar, hatch in zip(bars, hatches):
             bar.set_hatch(hatch)
-        axes[1].bar(x + offset, mems, width, label=label, fill=not label.startswith("paper"),
-                    edgecolor="k" if label.startswith("paper") else None)
-    names = [f"{PAPER_TASK[t]}\n({paper_cost(t)['length']})" if t != "generation" else "Generation\n(1 image)" for t in TASKS]
+        axes[1].bar(
+            x + offset,
+            mems,
+            width,
+            label=label,
+            fill=not label.startswith("paper"),
+            edgecolor="k" if label.startswith("paper") else None,
+        )
+    names = [
+        f"{PAPER_TASK[t]}\n({paper_cost(t)['length']})" if t != "generation" else "Generation\n(1 image)" for t in TASKS
+    ]
     for ax, ylabel in zip(axes, ("time of a whole run (s, log)\nhatched: extrapolated", "peak memory (GiB, log)")):
         ax.set_yscale("log")
         ax.set_xticks(x)
@@ -386,13 +467,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.specs:
         specs = json.loads(args.specs)
     elif args.task:
-        specs = [{"task": args.task, "assets": args.assets, "resolution": args.resolution, "steps": args.steps,
-                  "total_steps": args.total_steps}]
+        specs = [
+            {
+                "task": args.task,
+                "assets": args.assets,
+                "resolution": args.resolution,
+                "steps": args.steps,
+                "total_steps": args.total_steps,
+            }
+        ]
     else:
         parser.error("give --task or --specs")
     for spec in specs:
-        row = run_task(spec["task"], spec["assets"], spec["resolution"], steps=spec["steps"], device=args.device,
-                       threads=args.threads, total_steps=spec.get("total_steps"), seed=args.seed)
+        row = run_task(
+            spec["task"],
+            spec["assets"],
+            spec["resolution"],
+            steps=spec["steps"],
+            device=args.device,
+            threads=args.threads,
+            total_steps=spec.get("total_steps"),
+            seed=args.seed,
+        )
         print(json.dumps(row), flush=True)
     return 0
 

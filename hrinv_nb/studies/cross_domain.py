@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from ..losses import PerceptualLoss, hooked_features, imagenet_normalise, vgg16_trunk
-from ..networks import Generator
 from ..lso import EARLY_ROWS  # noqa: F401  (re-exported for the notebooks)
+from ..networks import Generator
 from ..projector import project_batch
 
 GRAM_LAYERS = (2, 7, 14)  # conv1_2, conv2_2, conv3_3: low-level texture statistics
@@ -33,15 +33,21 @@ class Inversions:
     batched: bool
 
 
-def invert_contents(G: Generator, contents: torch.Tensor, *, loss: PerceptualLoss | str, num_steps: int,
-                    seed: int = 0, progress: bool = True) -> Inversions:
+def invert_contents(
+    G: Generator,
+    contents: torch.Tensor,
+    *,
+    loss: PerceptualLoss | str,
+    num_steps: int,
+    seed: int = 0,
+    progress: bool = True,
+) -> Inversions:
     """w-only W+ projections (Eq. 5: no noise maps) of ``contents`` [N, 3, H, W] into ``G``.
 
     Uses :func:`hrinv_nb.projector.project_batch` (one batch, independent per-sample problems).
     """
     assert contents.ndim == 4 and contents.shape[1] == 3, f"contents must be [N,3,H,W], got {tuple(contents.shape)}"
-    res = project_batch(G, contents, loss=loss, num_steps=num_steps, optimize_noise=False, seed=seed,
-                        progress=progress)
+    res = project_batch(G, contents, loss=loss, num_steps=num_steps, optimize_noise=False, seed=seed, progress=progress)
     w, images, batched = res.w, res.images, True
     assert w.shape == (contents.shape[0], G.num_ws, G.w_dim) and torch.isfinite(w).all()
     return Inversions(w=w.detach(), images=images.detach(), batched=batched)
@@ -76,8 +82,13 @@ class GramStyleDistance:
     A *style* measure: insensitive to where things are, sensitive to colours and textures.
     """
 
-    def __init__(self, weights: str | os.PathLike | None, layers: tuple[int, ...] = GRAM_LAYERS,
-                 device: str | torch.device = "cpu", seed: int | None = None) -> None:
+    def __init__(
+        self,
+        weights: str | os.PathLike | None,
+        layers: tuple[int, ...] = GRAM_LAYERS,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+    ) -> None:
         """``weights``: a VGG16 file (the toy VGG in the toy world); ``seed`` instead builds a random trunk."""
         self.layers = tuple(layers)
         self.trunk = vgg16_trunk(max(self.layers), weights=weights, seed=seed).to(device).eval()
@@ -86,8 +97,11 @@ class GramStyleDistance:
     def grams(self, img: torch.Tensor) -> dict[int, torch.Tensor]:
         assert img.ndim == 4 and img.shape[1] == 3, tuple(img.shape)
         with torch.no_grad():
-            feats = hooked_features(self.trunk, {k: self.trunk[k] for k in self.layers},
-                                    imagenet_normalise(img.to(self.device, torch.float32)))
+            feats = hooked_features(
+                self.trunk,
+                {k: self.trunk[k] for k in self.layers},
+                imagenet_normalise(img.to(self.device, torch.float32)),
+            )
         out = {}
         for k, f in feats.items():
             b, c, h, w = f.shape
@@ -135,8 +149,10 @@ def load_contents(content_dir: str, n: int, size: int, seed: int) -> tuple[torch
     if content_dir.startswith("$"):
         var = content_dir[1:].strip("{}")
         if not os.environ.get(var):
-            raise FileNotFoundError(f"content_dir: the environment variable {var} is not set; point it at a local folder "
-                                    f"of face images (nothing is downloaded)")
+            raise FileNotFoundError(
+                f"content_dir: the environment variable {var} is not set; point it at a local folder "
+                f"of face images (nothing is downloaded)"
+            )
         content_dir = os.environ[var]
     folder = Path(content_dir).expanduser()
     if not folder.is_dir():
@@ -161,14 +177,17 @@ def identity_embedder(value: str, device: str | torch.device = "cpu"):
     if value == "":
         from ..toy.identity import id_embedder_fn, load_id_embedder
 
-        return id_embedder_fn(load_id_embedder(asset_path("", "id_embedder_toy.safetensors", what="identity embedder"),
-                                               device=device))
+        return id_embedder_fn(
+            load_id_embedder(asset_path("", "id_embedder_toy.safetensors", what="identity embedder"), device=device)
+        )
     from ..identity import arcface_embedder, load_arcface
 
     return arcface_embedder(load_arcface(asset_path(value, None, what="ArcFace weights"), device=device))
 
 
-def lso_measures(result, targets: torch.Tensor, *, embed=None, gram: GramStyleDistance | None = None) -> dict[str, list[float]]:
+def lso_measures(
+    result, targets: torch.Tensor, *, embed=None, gram: GramStyleDistance | None = None
+) -> dict[str, list[float]]:
     """Per-sample measures of an LSO result (batch B) against its content ``targets`` [B, 3, H, W].
 
     ``id_before``/``id_after``: identity distance content↔mixed / content↔LSO (with ``embed``);
@@ -179,8 +198,10 @@ def lso_measures(result, targets: torch.Tensor, *, embed=None, gram: GramStyleDi
 
     img, mixed = result.image, result.mixed_image
     assert img.shape == mixed.shape and targets.shape == img.shape, (tuple(img.shape), tuple(targets.shape))
-    out = {"mse_to_mixed": pixel_mse(img, mixed).tolist(),
-           "offset_norm": result.offset.flatten(1).norm(dim=1).cpu().tolist()}
+    out = {
+        "mse_to_mixed": pixel_mse(img, mixed).tolist(),
+        "offset_norm": result.offset.flatten(1).norm(dim=1).cpu().tolist(),
+    }
     if gram is not None:
         out["gram_to_mixed"] = gram(img, mixed).tolist()
     if embed is not None:

@@ -14,7 +14,9 @@ from ..inr import INRSynthesisNetwork
 from ..networks import Generator
 
 
-def render_shapes(G: Generator, ws: torch.Tensor, shapes: Sequence[Sequence[int]]) -> dict[tuple[int, int], torch.Tensor]:
+def render_shapes(
+    G: Generator, ws: torch.Tensor, shapes: Sequence[Sequence[int]]
+) -> dict[tuple[int, int], torch.Tensor]:
     """Render the codes ``ws`` [B, num_ws, w_dim] of a Style-INR generator at every (H, W) in ``shapes``."""
     if not isinstance(G.synthesis, INRSynthesisNetwork):
         raise TypeError("render_shapes needs a Style-INR generator (hrinv_nb.inr.StyleINRGenerator)")
@@ -51,5 +53,9 @@ def colour_shift(recon: torch.Tensor, target: torch.Tensor) -> dict[str, object]
     per_channel = r.mean(dim=(0, 2, 3))
     total = float(r.square().mean())
     dc = float(per_channel.square().mean())
-    return {"per_channel": [float(v) for v in per_channel], "max_abs": float(per_channel.abs().max()),
-            "dc_fraction": dc / total if total > 0 else 0.0, "rms_levels": total ** 0.5}
+    return {
+        "per_channel": [float(v) for v in per_channel],
+        "max_abs": float(per_channel.abs().max()),
+        "dc_fraction": dc / total if total > 0 else 0.0,
+        "rms_levels": total**0.5,
+    }

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import metrics
-from ..projector import BatchProjectionResult, project_batch
 from ..losses import PerceptualLoss
+from ..projector import BatchProjectionResult, project_batch
 from .verdict import PairedDifference, paired_difference, standard_error
 
 
@@ -62,11 +62,15 @@ def measure(
         "psnr": metrics.psnr_per_sample(images, targets),
         "ssim": metrics.ssim_per_sample(images, targets),
         "hf_energy": metrics.hf_artifact_energy_per_sample(images, targets, cutoff),
-        "detail_ratio": [metrics.detail_ratio(images[i : i + 1], targets[i : i + 1], cutoff) for i in range(len(images))],
+        "detail_ratio": [
+            metrics.detail_ratio(images[i : i + 1], targets[i : i + 1], cutoff) for i in range(len(images))
+        ],
         "sharpness_ratio": [metrics.sharpness_ratio(images[i : i + 1], targets[i : i + 1]) for i in range(len(images))],
     }
     if feature_weights is not None:
-        out["feature_dist"] = [float(v) for v in metrics.vgg_feature_distance_per_sample(images, targets, weights=feature_weights)]
+        out["feature_dist"] = [
+            float(v) for v in metrics.vgg_feature_distance_per_sample(images, targets, weights=feature_weights)
+        ]
     for key, values in out.items():
         assert all(math.isfinite(v) for v in values), f"{key}: non-finite values {values}"
     return out
@@ -89,8 +93,15 @@ def run_row(
     assert torch.isfinite(result.images).all() and torch.isfinite(result.w).all(), f"{label}: non-finite result"
     settings = {k: v for k, v in project_kwargs.items() if isinstance(v, (int, float, str, bool))}
     settings["loss"] = loss if isinstance(loss, str) else getattr(loss, "name", type(loss).__name__)
-    return StudyRow(label, result.images.detach().cpu(), measure(result.images, targets, cutoff=cutoff,
-                    feature_weights=feature_weights), seconds, result, settings, cpu_seconds)
+    return StudyRow(
+        label,
+        result.images.detach().cpu(),
+        measure(result.images, targets, cutoff=cutoff, feature_weights=feature_weights),
+        seconds,
+        result,
+        settings,
+        cpu_seconds,
+    )
 
 
 def paired(a: StudyRow, b: StudyRow, key: str) -> PairedDifference:
@@ -143,13 +154,25 @@ def numbers_of(rows: Sequence[StudyRow]) -> dict[str, dict[str, Any]]:
     }
 
 
-def bar_with_errors(ax: Any, rows: Sequence[StudyRow], key: str, *, ylabel: str, colors: Mapping[str, str] | None = None,
-                    reference: float | None = None) -> None:
+def bar_with_errors(
+    ax: Any,
+    rows: Sequence[StudyRow],
+    key: str,
+    *,
+    ylabel: str,
+    colors: Mapping[str, str] | None = None,
+    reference: float | None = None,
+) -> None:
     """Bars of ``key``'s mean per row with ±1 standard error; an optional horizontal reference line."""
     labels = [r.label for r in rows]
     x = np.arange(len(rows))
-    ax.bar(x, [r.mean(key) for r in rows], yerr=[r.sem(key) for r in rows], capsize=3,
-           color=[(colors or {}).get(label, "C0") for label in labels])
+    ax.bar(
+        x,
+        [r.mean(key) for r in rows],
+        yerr=[r.sem(key) for r in rows],
+        capsize=3,
+        color=[(colors or {}).get(label, "C0") for label in labels],
+    )
     if reference is not None:
         ax.axhline(reference, color="k", lw=0.8, ls="--")
     ax.set_xticks(x)
@@ -182,5 +205,9 @@ def scaled_loss(
     table = "256" if downsample_size > 0 else "1024"
     seen = downsample_size if downsample_size > 0 else image_size
     factor = resolution_lambda_scale(table, seen) if lambda_scale == "resolution" else 1.0
-    kwargs: dict[str, Any] = {"weights": weights} if name in ("vgg16_conv", "vgg16_relu", "resnet50", "deit_s16") else {}
-    return perceptual_loss(name, downsample_size=downsample_size, device=device, seed=seed, lambda_scale=factor, **kwargs)
+    kwargs: dict[str, Any] = (
+        {"weights": weights} if name in ("vgg16_conv", "vgg16_relu", "resnet50", "deit_s16") else {}
+    )
+    return perceptual_loss(
+        name, downsample_size=downsample_size, device=device, seed=seed, lambda_scale=factor, **kwargs
+    )

@@ -44,8 +44,9 @@ def difference_summary(differences: Sequence[float] | np.ndarray) -> PairedDiffe
     d = np.asarray(differences, dtype=float)
     assert d.ndim == 1 and d.size >= 1, f"expected a non-empty 1-D sequence, got shape {d.shape}"
     assert np.isfinite(d).all(), f"non-finite differences: {d}"
-    return PairedDifference(mean=float(d.mean()), sem=standard_error(d), n=int(d.size),
-                            positive_share=float((d > 0).mean()))
+    return PairedDifference(
+        mean=float(d.mean()), sem=standard_error(d), n=int(d.size), positive_share=float((d > 0).mean())
+    )
 
 
 def paired_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> PairedDifference:

@@ -27,20 +27,32 @@ def signed_difference(a: torch.Tensor, b: torch.Tensor, gain: float = 4.0) -> to
     return ((a - b) * gain).clamp(-1, 1)
 
 
-def reconstruction_measures(images: Mapping[str, torch.Tensor], target: torch.Tensor, *, cutoff: float = 0.5,
-                            lowpass_size: int = 16) -> dict[str, dict[str, float]]:
+def reconstruction_measures(
+    images: Mapping[str, torch.Tensor], target: torch.Tensor, *, cutoff: float = 0.5, lowpass_size: int = 16
+) -> dict[str, dict[str, float]]:
     """Per image: PSNR, thumbnail PSNR (``lowpass_size``²), fine-detail power relative to the target's
     (above ``cutoff`` × Nyquist), and the residual's power above the cutoff (the artifact measure)."""
     out = {}
     for name, img in images.items():
-        out[name] = {"psnr_db": psnr(img, target), "lowpass_psnr_db": lowpass_psnr(img, target, lowpass_size),
-                     "hf_ratio_to_target": detail_ratio(img, target, cutoff),
-                     "hf_residual_energy": hf_artifact_energy(img, target, cutoff)}
+        out[name] = {
+            "psnr_db": psnr(img, target),
+            "lowpass_psnr_db": lowpass_psnr(img, target, lowpass_size),
+            "hf_ratio_to_target": detail_ratio(img, target, cutoff),
+            "hf_residual_energy": hf_artifact_energy(img, target, cutoff),
+        }
     return out
 
 
-def transfer_measures(G: Generator, result: NoiseStyleTransfer, content: torch.Tensor, style: torch.Tensor, *,
-                      embed=None, cutoff: float = 0.5, thumb_size: int = 8) -> dict[str, dict[str, float | None]]:
+def transfer_measures(
+    G: Generator,
+    result: NoiseStyleTransfer,
+    content: torch.Tensor,
+    style: torch.Tensor,
+    *,
+    embed=None,
+    cutoff: float = 0.5,
+    thumb_size: int = 8,
+) -> dict[str, dict[str, float | None]]:
     """How much of the content the noise maps carry, for the style image, G(w_s), G(w_s, 0) and the result.
 
     Per image: PSNR vs content and vs style, fine-detail power above ``cutoff`` × Nyquist relative to
@@ -52,8 +64,12 @@ def transfer_measures(G: Generator, result: NoiseStyleTransfer, content: torch.T
 
     assert content.shape == style.shape == result.image.shape, (content.shape, style.shape, result.image.shape)
     g_ws_thumb = area_resize(result.style.image, thumb_size)
-    images = {"style image": style, "G(w_s)": result.style.image,
-              "G(w_s, 0)": synthesize(G, result.w, zero_noise(G)), "G(w_s, n_c)": result.image}
+    images = {
+        "style image": style,
+        "G(w_s)": result.style.image,
+        "G(w_s, 0)": synthesize(G, result.w, zero_noise(G)),
+        "G(w_s, n_c)": result.image,
+    }
     out: dict[str, dict[str, float | None]] = {}
     for name, img in images.items():
         out[name] = {

@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 import shutil
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,27 +25,51 @@ import torch
 
 from ..checkpoints import load_networks, save_networks
 from ..inr import attach_inr_head, train_inr_head
-from .world import TARGET_STYLES, new_toy_networks, paired_dataset
 from .training import TrainConfig, finetune_copy, train
+from .world import TARGET_STYLES, new_toy_networks, paired_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "data"
 WORK = DATA / "_work"
 
 SOURCE = dict(name="G_s", style="photo", n_data=8192, data_seed=1, init_seed=0, train_seed=0)
-TARGETS = {s: dict(name=f"G_t_{s}", style=s, n_data=4096, data_seed=10 + i, train_seed=100 + i) for i, s in enumerate(TARGET_STYLES)}
+TARGETS = {
+    s: dict(name=f"G_t_{s}", style=s, n_data=4096, data_seed=10 + i, train_seed=100 + i)
+    for i, s in enumerate(TARGET_STYLES)
+}
 
 
 def source_pretrain_config(steps: int) -> TrainConfig:
     """Phase A of G_s: reconstruction only (no D), full 64² L1 against the render of z."""
-    return TrainConfig(steps=steps, batch=16, lr_g=0.01, adv_weight=0.0, recon_weight=1.0, recon_size=64,
-                       ema_kimg=0.5, checkpoint_every=100, seed=0)
+    return TrainConfig(
+        steps=steps,
+        batch=16,
+        lr_g=0.01,
+        adv_weight=0.0,
+        recon_weight=1.0,
+        recon_size=64,
+        ema_kimg=0.5,
+        checkpoint_every=100,
+        seed=0,
+    )
 
 
 def source_config(steps: int) -> TrainConfig:
     """Phase B of G_s: adversarial training with a 32² reconstruction anchor (photo renders)."""
-    return TrainConfig(steps=steps, batch=16, lr_g=0.0025, lr_d=0.0025, r1_gamma=0.05, r1_interval=16,
-                       ema_kimg=2.0, recon_weight=10.0, recon_size=32, augment_p=0.0, checkpoint_every=50, seed=1)
+    return TrainConfig(
+        steps=steps,
+        batch=16,
+        lr_g=0.0025,
+        lr_d=0.0025,
+        r1_gamma=0.05,
+        r1_interval=16,
+        ema_kimg=2.0,
+        recon_weight=10.0,
+        recon_size=32,
+        augment_p=0.0,
+        checkpoint_every=50,
+        seed=1,
+    )
 
 
 def source_refine_config(steps: int) -> TrainConfig:
@@ -55,29 +79,75 @@ def source_refine_config(steps: int) -> TrainConfig:
     the L1 optimum is the clean, texture-averaged face (L1 floor about 0.05); the layout needs many
     steps to converge there, which phases A/B were too short for. The mapping trains (10× lr).
     """
-    return TrainConfig(steps=steps, batch=16, lr_g=0.003, g_betas=(0.9, 0.99), mapping_lr_mult=10.0,
-                       adv_weight=0.0, recon_weight=1.0, recon_size=64, ema_kimg=0.5, checkpoint_every=50, seed=2)
+    return TrainConfig(
+        steps=steps,
+        batch=16,
+        lr_g=0.003,
+        g_betas=(0.9, 0.99),
+        mapping_lr_mult=10.0,
+        adv_weight=0.0,
+        recon_weight=1.0,
+        recon_size=64,
+        ema_kimg=0.5,
+        checkpoint_every=50,
+        seed=2,
+    )
 
 
 def source_refine_frozen_config(steps: int) -> TrainConfig:
     """Phase C2 of G_s: as C1 with the mapping frozen (shared with every G_t), batch 8 (more updates per
     image on a busy CPU) and a cosine lr ramp-down over the last 30%."""
-    return TrainConfig(steps=steps, batch=8, lr_g=0.003, g_betas=(0.9, 0.99), adv_weight=0.0, recon_weight=1.0,
-                       recon_size=64, ema_kimg=0.5, lr_rampdown=0.3, freeze_mapping=True, checkpoint_every=50, seed=3)
+    return TrainConfig(
+        steps=steps,
+        batch=8,
+        lr_g=0.003,
+        g_betas=(0.9, 0.99),
+        adv_weight=0.0,
+        recon_weight=1.0,
+        recon_size=64,
+        ema_kimg=0.5,
+        lr_rampdown=0.3,
+        freeze_mapping=True,
+        checkpoint_every=50,
+        seed=3,
+    )
 
 
 def target_refine_config(steps: int, seed: int) -> TrainConfig:
     """Fine-tuning of a toy G_t: reconstruction only (64² L1), mapping frozen, batch 8, cosine ramp-down."""
-    return TrainConfig(steps=steps, batch=8, lr_g=0.003, g_betas=(0.9, 0.99), adv_weight=0.0, recon_weight=1.0,
-                       recon_size=64, ema_kimg=0.5, lr_rampdown=0.3, freeze_mapping=True, checkpoint_every=50,
-                       seed=seed)
+    return TrainConfig(
+        steps=steps,
+        batch=8,
+        lr_g=0.003,
+        g_betas=(0.9, 0.99),
+        adv_weight=0.0,
+        recon_weight=1.0,
+        recon_size=64,
+        ema_kimg=0.5,
+        lr_rampdown=0.3,
+        freeze_mapping=True,
+        checkpoint_every=50,
+        seed=seed,
+    )
 
 
 def target_config(steps: int, seed: int) -> TrainConfig:
     """Fine-tuning configuration of a toy target generator G_t (mapping frozen, as in the paper)."""
-    return TrainConfig(steps=steps, batch=16, lr_g=0.002, lr_d=0.002, r1_gamma=0.05, r1_interval=16,
-                       ema_kimg=1.0, recon_weight=10.0, recon_size=32, augment_p=0.2, freeze_mapping=True,
-                       checkpoint_every=50, seed=seed)
+    return TrainConfig(
+        steps=steps,
+        batch=16,
+        lr_g=0.002,
+        lr_d=0.002,
+        r1_gamma=0.05,
+        r1_interval=16,
+        ema_kimg=1.0,
+        recon_weight=10.0,
+        recon_size=32,
+        augment_p=0.2,
+        freeze_mapping=True,
+        checkpoint_every=50,
+        seed=seed,
+    )
 
 
 def _record(name: str, seconds: float, cfg: TrainConfig, extra: dict) -> None:
@@ -99,14 +169,17 @@ PHASE_B = WORK / "G_s_phaseB.safetensors"  # G_s after phases A+B (the first-pas
 PHASE_C1 = WORK / "G_s_phaseC1.safetensors"  # G_s after phase C1: its mapping is final, every G_t starts here
 
 
-def build_source(pretrain_steps: int, steps: int, refine_steps: int = 0, frozen_steps: int = 0,
-                 progress: bool = True) -> Path:
+def build_source(
+    pretrain_steps: int, steps: int, refine_steps: int = 0, frozen_steps: int = 0, progress: bool = True
+) -> Path:
     """Train G_s/D_s on photo renders: reconstruction pre-training (A), adversarial + anchor (B), then
     ``refine_steps`` of long 64² reconstruction refinement (C1) and ``frozen_steps`` more with the mapping
     frozen (C2; the G_t fork from the C1 weights, so all share one mapping). Each phase resumes; A+B are skipped when
     ``data/_work/G_s_phaseB.safetensors`` (+ ``.json``) already holds their result."""
     spec = SOURCE
-    data = paired_dataset(spec["n_data"], spec["style"], spec["data_seed"], cache=WORK / "data_photo.pt", progress=progress)
+    data = paired_dataset(
+        spec["n_data"], spec["style"], spec["data_seed"], cache=WORK / "data_photo.pt", progress=progress
+    )
     if not PHASE_B.exists():
         G, D = new_toy_networks(spec["init_seed"])
         pre_cfg = source_pretrain_config(pretrain_steps)
@@ -115,14 +188,29 @@ def build_source(pretrain_steps: int, steps: int, refine_steps: int = 0, frozen_
         cfg = source_config(steps)
         res = train(G, D, data.sample, cfg, out_dir=WORK / spec["name"], progress=progress)
         save_networks(PHASE_B, G=res.G_ema, D=res.D, half=True, meta={"asset": "G_s", "style": "photo"})
-        PHASE_B.with_suffix(".json").write_text(json.dumps(
-            {**{k: v for k, v in spec.items() if k != "name"}, "training_seconds": round(pre.seconds + res.seconds, 1),
-             "pretrain_config": asdict(pre_cfg), "pretrain_seconds": round(pre.seconds, 1),
-             "train_config": asdict(cfg)}, indent=2) + "\n")
+        PHASE_B.with_suffix(".json").write_text(
+            json.dumps(
+                {
+                    **{k: v for k, v in spec.items() if k != "name"},
+                    "training_seconds": round(pre.seconds + res.seconds, 1),
+                    "pretrain_config": asdict(pre_cfg),
+                    "pretrain_seconds": round(pre.seconds, 1),
+                    "train_config": asdict(cfg),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     phase_b = json.loads(PHASE_B.with_suffix(".json").read_text())
-    ab = {k: v for k, v in phase_b.items() if k not in ("asset", "command", "training_seconds", "size_bytes", "torch",
-                                                         "threads", "train_config")}
-    ab["adversarial_config"], ab["adversarial_plus_pretrain_seconds"] = phase_b["train_config"], phase_b["training_seconds"]
+    ab = {
+        k: v
+        for k, v in phase_b.items()
+        if k not in ("asset", "command", "training_seconds", "size_bytes", "torch", "threads", "train_config")
+    }
+    ab["adversarial_config"], ab["adversarial_plus_pretrain_seconds"] = (
+        phase_b["train_config"],
+        phase_b["training_seconds"],
+    )
     src = load_networks(PHASE_B)
     G, D, seconds, cfg = src.G, src.D, phase_b["training_seconds"], TrainConfig(**phase_b["train_config"])
     if refine_steps > 0:
@@ -135,8 +223,9 @@ def build_source(pretrain_steps: int, steps: int, refine_steps: int = 0, frozen_
         G = load_networks(PHASE_C1).G  # from the fp16 file, so the mapping is bit-identical to the G_t's
     if refine_steps > 0 and frozen_steps > 0:
         cfg = source_refine_frozen_config(frozen_steps)
-        res = train(G.train().requires_grad_(True), D, data.sample, cfg, out_dir=WORK / "G_s_refine_frozen",
-                    progress=progress)
+        res = train(
+            G.train().requires_grad_(True), D, data.sample, cfg, out_dir=WORK / "G_s_refine_frozen", progress=progress
+        )
         G, seconds = res.G_ema, seconds + res.seconds
         ab["refine_frozen_seconds"] = round(res.seconds, 1)
         ab["refine_frozen_final_l1"] = sum(h["g_recon"] for h in res.history[-50:]) / len(res.history[-50:])
@@ -148,19 +237,39 @@ def build_source(pretrain_steps: int, steps: int, refine_steps: int = 0, frozen_
 def continue_source(steps: int, progress: bool = True) -> Path:
     """More phase-B training of the shipped G_s/D_s (e.g. to improve a first-pass asset), then save."""
     spec = SOURCE
-    data = paired_dataset(spec["n_data"], spec["style"], spec["data_seed"], cache=WORK / "data_photo.pt", progress=progress)
+    data = paired_dataset(
+        spec["n_data"], spec["style"], spec["data_seed"], cache=WORK / "data_photo.pt", progress=progress
+    )
     src = load_networks(DATA / "G_s.safetensors")
     previous = json.loads((DATA / "G_s.json").read_text())
     G, D = src.G.train().requires_grad_(True), src.D
     cfg = source_config(steps)
     res = train(G, D, data.sample, cfg, out_dir=WORK / "G_s_continued", progress=progress)
-    out = save_networks(DATA / "G_s.safetensors", G=res.G_ema, D=res.D, half=True,
-                        meta={"asset": "G_s", "style": "photo"})
+    out = save_networks(
+        DATA / "G_s.safetensors", G=res.G_ema, D=res.D, half=True, meta={"asset": "G_s", "style": "photo"}
+    )
     history = previous.get("continued", []) + [{"steps": steps, "seconds": round(res.seconds, 1)}]
-    _record("G_s", previous["training_seconds"] + res.seconds, cfg,
-            {k: v for k, v in previous.items() if k not in ("asset", "command", "training_seconds", "size_bytes",
-                                                             "torch", "threads", "train_config", "continued")}
-            | {"continued": history})
+    _record(
+        "G_s",
+        previous["training_seconds"] + res.seconds,
+        cfg,
+        {
+            k: v
+            for k, v in previous.items()
+            if k
+            not in (
+                "asset",
+                "command",
+                "training_seconds",
+                "size_bytes",
+                "torch",
+                "threads",
+                "train_config",
+                "continued",
+            )
+        }
+        | {"continued": history},
+    )
     return out
 
 
@@ -179,11 +288,23 @@ def build_target(style: str, steps: int, progress: bool = True) -> Path:
     cfg = target_refine_config(steps, spec["train_seed"])
     res = train(G, D, data.sample, cfg, out_dir=WORK / spec["name"], progress=progress)
     name = spec["name"]
-    out = save_networks(DATA / f"{name}.safetensors", G=res.G_ema, D=res.D, half=True,
-                        meta={"asset": name, "style": style, "finetuned_from": "G_s"})
-    _record(name, res.seconds, cfg, {**{k: v for k, v in spec.items() if k != "name"},
-                                     "finetuned_from": str(base.relative_to(REPO)),
-                                     "final_l1": sum(h["g_recon"] for h in res.history[-50:]) / len(res.history[-50:])})
+    out = save_networks(
+        DATA / f"{name}.safetensors",
+        G=res.G_ema,
+        D=res.D,
+        half=True,
+        meta={"asset": name, "style": style, "finetuned_from": "G_s"},
+    )
+    _record(
+        name,
+        res.seconds,
+        cfg,
+        {
+            **{k: v for k, v in spec.items() if k != "name"},
+            "finetuned_from": str(base.relative_to(REPO)),
+            "final_l1": sum(h["g_recon"] for h in res.history[-50:]) / len(res.history[-50:]),
+        },
+    )
     return out
 
 
@@ -195,12 +316,18 @@ def build_inr(steps: int, progress: bool = True) -> Path:
     t0 = time.perf_counter()
     losses = train_inr_head(G, steps=steps, batch=8, seed=7, progress=progress)
     seconds = time.perf_counter() - t0
-    out = save_networks(DATA / "G_s_inr.safetensors", G=G, half=True,
-                        meta={"asset": "G_s_inr", "inr_head_of": "G_s"})
-    record = {"asset": "G_s_inr", "command": "python -m hrinv_nb.toy.build_assets --only G_s_inr",
-              "training_seconds": round(seconds, 1), "size_bytes": out.stat().st_size, "steps": steps, "seed": 7,
-              "final_l1": sum(losses[-20:]) / min(20, len(losses)), "torch": torch.__version__,
-              "threads": torch.get_num_threads()}
+    out = save_networks(DATA / "G_s_inr.safetensors", G=G, half=True, meta={"asset": "G_s_inr", "inr_head_of": "G_s"})
+    record = {
+        "asset": "G_s_inr",
+        "command": "python -m hrinv_nb.toy.build_assets --only G_s_inr",
+        "training_seconds": round(seconds, 1),
+        "size_bytes": out.stat().st_size,
+        "steps": steps,
+        "seed": 7,
+        "final_l1": sum(losses[-20:]) / min(20, len(losses)),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
     (DATA / "G_s_inr.json").write_text(json.dumps(record, indent=2) + "\n")
     return out
 
@@ -216,8 +343,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source-frozen-steps", type=int, default=1800)
     parser.add_argument("--target-steps", type=int, default=1000)
     parser.add_argument("--inr-steps", type=int, default=300)
-    parser.add_argument("--continue-source", type=int, default=0, metavar="STEPS",
-                        help="train the shipped G_s for STEPS more adversarial steps (then rebuild the G_t with --force)")
+    parser.add_argument(
+        "--continue-source",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="train the shipped G_s for STEPS more adversarial steps (then rebuild the G_t with --force)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -240,8 +372,13 @@ def main(argv: list[str] | None = None) -> int:
                     f.unlink(missing_ok=True)
         print(f"{name}: building ...", flush=True)
         if name == "G_s":
-            out = build_source(args.source_pretrain_steps, args.source_steps, args.source_refine_steps,
-                               args.source_frozen_steps, progress=not args.quiet)
+            out = build_source(
+                args.source_pretrain_steps,
+                args.source_steps,
+                args.source_refine_steps,
+                args.source_frozen_steps,
+                progress=not args.quiet,
+            )
         elif name == "G_s_inr":
             out = build_inr(args.inr_steps, progress=not args.quiet)
         else:

@@ -35,13 +35,33 @@ from torch import Tensor, nn
 
 from hrinv_nb.toy.render import N_IDENTITY, N_NUISANCE, STYLES, render, sample_identity, sample_nuisance
 from hrinv_nb.toy.vgg import (
-    DATA_DIR, REPO_ROOT, WORK_DIR, cache_path, cached_dataset, from_uint8, renderer_fingerprint, to_uint8,
+    DATA_DIR,
+    REPO_ROOT,
+    WORK_DIR,
+    cache_path,
+    cached_dataset,
+    from_uint8,
+    renderer_fingerprint,
+    to_uint8,
 )
 
 __all__ = [
-    "ID_EMBEDDER_PATH", "ID_EMBEDDER_JSON", "EMBED_SIZE", "REBUILD_COMMAND", "TARGET_STYLES", "ToyIdEmbedder",
-    "load_id_embedder", "save_id_embedder", "id_embedder_fn", "render_identity_views", "augment", "supcon_loss",
-    "render_retrieval_set", "evaluate_id_retrieval", "train_id_embedder", "main",
+    "ID_EMBEDDER_PATH",
+    "ID_EMBEDDER_JSON",
+    "EMBED_SIZE",
+    "REBUILD_COMMAND",
+    "TARGET_STYLES",
+    "ToyIdEmbedder",
+    "load_id_embedder",
+    "save_id_embedder",
+    "id_embedder_fn",
+    "render_identity_views",
+    "augment",
+    "supcon_loss",
+    "render_retrieval_set",
+    "evaluate_id_retrieval",
+    "train_id_embedder",
+    "main",
 ]
 
 ID_EMBEDDER_PATH = DATA_DIR / "id_embedder_toy.safetensors"
@@ -57,8 +77,11 @@ _VAR_UNIFORM = 1.0 / 3.0
 
 
 def _conv_bn(c_in: int, c_out: int, stride: int, kernel: int = 3) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2 if kernel % 2 else kernel // 2 - 1,
-                                   bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2 if kernel % 2 else kernel // 2 - 1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(),
+    )
 
 
 class ToyIdEmbedder(nn.Module):
@@ -75,14 +98,18 @@ class ToyIdEmbedder(nn.Module):
         self.config = {"width": width, "dim": dim, "n_factors": n_factors}
         w = width
         self.trunk = nn.Sequential(
-            _conv_bn(3, w, 2, kernel=4), _conv_bn(w, 2 * w, 2), _conv_bn(2 * w, 4 * w, 1), _conv_bn(4 * w, 4 * w, 2),
-            _conv_bn(4 * w, 8 * w, 1), _conv_bn(8 * w, 8 * w, 2),
+            _conv_bn(3, w, 2, kernel=4),
+            _conv_bn(w, 2 * w, 2),
+            _conv_bn(2 * w, 4 * w, 1),
+            _conv_bn(4 * w, 4 * w, 2),
+            _conv_bn(4 * w, 8 * w, 1),
+            _conv_bn(8 * w, 8 * w, 2),
         )
         self.embed = nn.Linear(8 * w * 4 * 4, dim)
         self.factor_head = nn.Linear(dim, n_factors)
         self.dim = dim
 
-    def init_weights(self, generator: torch.Generator) -> "ToyIdEmbedder":
+    def init_weights(self, generator: torch.Generator) -> ToyIdEmbedder:
         """Kaiming-normal convolutions, small-normal linears, zero biases, drawn from ``generator``."""
         with torch.no_grad():
             for m in self.modules():
@@ -98,8 +125,9 @@ class ToyIdEmbedder(nn.Module):
         """Check [B,3,H,W] and resize to 64x64 (bilinear, antialias) unless already that size."""
         assert img.ndim == 4 and img.shape[1] == 3, f"expected images [B,3,H,W], got {tuple(img.shape)}"
         if tuple(img.shape[-2:]) != (EMBED_SIZE, EMBED_SIZE):
-            img = F.interpolate(img, size=(EMBED_SIZE, EMBED_SIZE), mode="bilinear", align_corners=False,
-                                antialias=True)
+            img = F.interpolate(
+                img, size=(EMBED_SIZE, EMBED_SIZE), mode="bilinear", align_corners=False, antialias=True
+            )
         return img
 
     def forward(self, img: Tensor) -> Tensor:
@@ -183,8 +211,9 @@ def render_identity_views(n_ids: int, seed: int, size: int = EMBED_SIZE) -> dict
     chunk = 256
     for s, style in enumerate(STYLES):
         for i in range(0, n_ids, chunk):
-            images[i : i + chunk, s] = to_uint8(render(identity[i : i + chunk], nuisance[i : i + chunk, s], style,
-                                                       size=(size, size)))
+            images[i : i + chunk, s] = to_uint8(
+                render(identity[i : i + chunk], nuisance[i : i + chunk, s], style, size=(size, size))
+            )
     return {"images": images, "identity": identity}
 
 
@@ -219,8 +248,9 @@ def supcon_loss(emb: Tensor, labels: Tensor, tau: float = 0.1) -> Tensor:
 # Evaluation
 
 
-def render_retrieval_set(n_ids: int = 100, per_style: int = 10, seed: int = 12345,
-                         size: int = EMBED_SIZE) -> dict[str, Tensor]:
+def render_retrieval_set(
+    n_ids: int = 100, per_style: int = 10, seed: int = 12345, size: int = EMBED_SIZE
+) -> dict[str, Tensor]:
     """Retrieval benchmark: one photo per identity, ``per_style`` renders per identity in each target style.
 
     Returns ``photo`` [n_ids,3,H,W], ``labels`` [n_ids*per_style] and, per target style, images
@@ -247,7 +277,8 @@ def evaluate_id_retrieval(embed: Callable[[Tensor], Tensor], data: dict[str, Ten
         "top1_min": min(r["top1"] for r in per_style.values()),
         "top1_thresh": {s: r["top1_thresh"] for s, r in per_style.items()},
         "mean_min_dist": {s: r["mean_min_dist"] for s, r in per_style.items()},
-        "num_contents": int(data["photo"].shape[0]), "n_per_style": int(data["labels"].numel()),
+        "num_contents": int(data["photo"].shape[0]),
+        "n_per_style": int(data["labels"].numel()),
     }
 
 
@@ -331,17 +362,29 @@ def train_id_embedder(
     return {
         "training_seconds": round(time.perf_counter() - t0, 1),  # all of it: render, train, evaluate
         "asset": "toy identity embedder (hrinv_nb.toy_identity.ToyIdEmbedder, float16)",
-        "config": model.config, "n_params": sum(p.numel() for p in model.parameters()),
-        "seed": seed, "steps": steps, "ids_per_batch": ids_per_batch, "views_per_id": n_views, "n_ids": n_ids,
-        "lr": lr, "weight_decay": weight_decay, "tau": tau, "factor_weight": factor_weight,
-        "render_seconds": round(render_seconds, 1), "data_from_cache": from_cache,
+        "config": model.config,
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "seed": seed,
+        "steps": steps,
+        "ids_per_batch": ids_per_batch,
+        "views_per_id": n_views,
+        "n_ids": n_ids,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "tau": tau,
+        "factor_weight": factor_weight,
+        "render_seconds": round(render_seconds, 1),
+        "data_from_cache": from_cache,
         "train_seconds": round(train_seconds, 1),
         "eval_seconds": round(eval_seconds, 1),
         "final_train_loss_parts": {k: round(v, 4) for k, v in running.items()},
-        "retrieval": metrics, "retrieval_benchmark": f"{eval_ids} identities: 1 photo each vs {eval_per_style} "
+        "retrieval": metrics,
+        "retrieval_benchmark": f"{eval_ids} identities: 1 photo each vs {eval_per_style} "
         f"renders per identity in each of {list(TARGET_STYLES)}, random nuisances, seed {12345 + seed}",
-        "renderer_fingerprint": renderer_fingerprint(), "size_bytes": out_path.stat().st_size,
-        "torch_version": torch.__version__, "threads": torch.get_num_threads(),
+        "renderer_fingerprint": renderer_fingerprint(),
+        "size_bytes": out_path.stat().st_size,
+        "torch_version": torch.__version__,
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -361,8 +404,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     provenance = train_id_embedder(
-        args.out, args.steps, args.seed, ids_per_batch=args.ids_per_batch, n_ids=args.n_ids, lr=args.lr,
-        eval_ids=args.eval_ids, eval_per_style=args.eval_per_style, work_dir=None if args.no_cache else WORK_DIR,
+        args.out,
+        args.steps,
+        args.seed,
+        ids_per_batch=args.ids_per_batch,
+        n_ids=args.n_ids,
+        lr=args.lr,
+        eval_ids=args.eval_ids,
+        eval_per_style=args.eval_per_style,
+        work_dir=None if args.no_cache else WORK_DIR,
     )
     provenance["command"] = " ".join(["python -m hrinv_nb.toy.identity", *(sys.argv[1:] if argv is None else argv)])
     args.out.with_suffix(".json").write_text(json.dumps(provenance, indent=2) + "\n")

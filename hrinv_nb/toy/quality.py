@@ -77,8 +77,13 @@ def renders(n: int, style: str, seed: int) -> torch.Tensor:
     return torch.cat([render_z(z[i : i + 256], style) for i in range(0, n, 256)])
 
 
-def evaluate(n: int = 2000, n_consistency: int = 100, seed: int = 2024, assets: Path = DATA,
-             figure: Path | None = REPO / "figures" / "toy_world_generators.png") -> dict:
+def evaluate(
+    n: int = 2000,
+    n_consistency: int = 100,
+    seed: int = 2024,
+    assets: Path = DATA,
+    figure: Path | None = REPO / "figures" / "toy_world_generators.png",
+) -> dict:
     """Fidelity of every generator in ``assets`` and cross-generator identity consistency."""
     from .identity import ID_EMBEDDER_PATH
 
@@ -114,7 +119,10 @@ def evaluate(n: int = 2000, n_consistency: int = 100, seed: int = 2024, assets: 
                 WORK.mkdir(parents=True, exist_ok=True)
                 torch.save(cached, fake_path)
             ff = cached[key]
-            entry[space] = {"generated_vs_renders": frechet_distance(ff, fa), "renders_vs_renders": frechet_distance(fb, fa)}
+            entry[space] = {
+                "generated_vs_renders": frechet_distance(ff, fa),
+                "renders_vs_renders": frechet_distance(fb, fa),
+            }
         report["fidelity"][name] = {"style": style, **entry}
         print(name, json.dumps(entry), flush=True)
     z = torch.randn([n_consistency, TOY_Z_DIM], generator=torch.Generator().manual_seed(seed + 3))
@@ -122,7 +130,7 @@ def evaluate(n: int = 2000, n_consistency: int = 100, seed: int = 2024, assets: 
     with torch.no_grad():
         w = G_s.mapping(z, None)
         e_s = embed(G_s.synthesis(w, noise_mode="const").clamp(-1, 1))
-    for name, (style, G) in gens.items():
+    for name, (_style, G) in gens.items():
         if name == "G_s":
             continue
         with torch.no_grad():

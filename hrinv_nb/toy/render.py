@@ -32,8 +32,8 @@ Example::
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -41,16 +41,30 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hrinv_nb.toy.render_geometry import (
-    IDENTITY_FACTORS, N_IDENTITY, N_NUISANCE, NUISANCE_FACTORS, coverage, exaggerate_identity,
-    face_layout, face_shapes,
+    IDENTITY_FACTORS,
+    N_IDENTITY,
+    N_NUISANCE,
+    NUISANCE_FACTORS,
+    coverage,
+    exaggerate_identity,
+    face_layout,
+    face_shapes,
 )
 from hrinv_nb.toy.render_shading import decode_nuisance, head_mask_distance
 from hrinv_nb.toy.render_styles import STYLE_SPECS
 
 __all__ = [
-    "IDENTITY_FACTORS", "NUISANCE_FACTORS", "N_IDENTITY", "N_NUISANCE", "STYLES",
-    "sample_identity", "sample_nuisance", "render", "render_from_seed",
-    "exaggerate_identity", "render_contact_sheet",
+    "IDENTITY_FACTORS",
+    "NUISANCE_FACTORS",
+    "N_IDENTITY",
+    "N_NUISANCE",
+    "STYLES",
+    "sample_identity",
+    "sample_nuisance",
+    "render",
+    "render_from_seed",
+    "exaggerate_identity",
+    "render_contact_sheet",
 ]
 
 STYLES: tuple[str, ...] = ("photo", "cartoon", "caricature", "anime")
@@ -75,8 +89,7 @@ def _scene_grid(hs: int, ws: int) -> tuple[Tensor, Tensor, float]:
     return x.view(1, 1, ws).expand(1, hs, ws), y.view(1, hs, 1).expand(1, hs, ws), px
 
 
-def _render_chunk(identity: Tensor, nuisance: Tensor, style: str, hs: int, ws: int
-                  ) -> tuple[Tensor, Tensor]:
+def _render_chunk(identity: Tensor, nuisance: Tensor, style: str, hs: int, ws: int) -> tuple[Tensor, Tensor]:
     """Render one chunk on the supersampled grid: RGB [B,3,hs,ws] in [0,1], mask [B,1,hs,ws]."""
     geom, fringe, shade = STYLE_SPECS[style]
     L = face_layout(identity, geom)
@@ -105,10 +118,16 @@ def _intra_op_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def render(identity: Tensor, nuisance: Tensor, style: str = "photo",
-           size: tuple[int, int] = (64, 64), return_mask: bool = False,
-           supersample: int = 2, chunk_pixels: int = 1 << 18,
-           num_threads: int | None = None) -> Tensor | tuple[Tensor, Tensor]:
+def render(
+    identity: Tensor,
+    nuisance: Tensor,
+    style: str = "photo",
+    size: tuple[int, int] = (64, 64),
+    return_mask: bool = False,
+    supersample: int = 2,
+    chunk_pixels: int = 1 << 18,
+    num_threads: int | None = None,
+) -> Tensor | tuple[Tensor, Tensor]:
     """Render faces.
 
     Args:
@@ -136,8 +155,9 @@ def render(identity: Tensor, nuisance: Tensor, style: str = "photo",
     imgs, masks = [], []
     with torch.no_grad(), _intra_op_threads(num_threads):
         for i in range(0, identity.shape[0], step):
-            img, mask = _render_chunk(identity[i:i + step].float().cpu(),
-                                      nuisance[i:i + step].float().cpu(), style, hs, ws)
+            img, mask = _render_chunk(
+                identity[i : i + step].float().cpu(), nuisance[i : i + step].float().cpu(), style, hs, ws
+            )
             imgs.append(F.avg_pool2d(img, supersample))
             masks.append(F.avg_pool2d(mask, supersample))
     out = torch.cat(imgs) * 2.0 - 1.0 if imgs else torch.zeros(0, 3, h, w)
@@ -147,8 +167,9 @@ def render(identity: Tensor, nuisance: Tensor, style: str = "photo",
     return out
 
 
-def render_from_seed(seed: int, n: int, style: str = "photo", size: tuple[int, int] = (64, 64),
-                     return_mask: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+def render_from_seed(
+    seed: int, n: int, style: str = "photo", size: tuple[int, int] = (64, 64), return_mask: bool = False
+) -> Tensor | tuple[Tensor, Tensor]:
     """Sample ``n`` identities and nuisances from ``seed`` (identities first) and render them."""
     g = torch.Generator().manual_seed(seed)
     identity = sample_identity(n, g)
@@ -158,12 +179,19 @@ def render_from_seed(seed: int, n: int, style: str = "photo", size: tuple[int, i
 
 def _paste(sheet: Tensor, img: Tensor, top: int, left: int) -> None:
     """Copy a [3, h, w] image into the [3, H, W] sheet in place."""
-    sheet[:, top:top + img.shape[1], left:left + img.shape[2]] = img
+    sheet[:, top : top + img.shape[1], left : left + img.shape[2]] = img
 
 
-def render_contact_sheet(path: str | Path | None = None, n_identities: int = 8, seed: int = 0,
-                         cell: int = 64, wide: int = 192, gap: int = 2, upscale: int = 2,
-                         label_width: int = 84) -> Tensor:
+def render_contact_sheet(
+    path: str | Path | None = None,
+    n_identities: int = 8,
+    seed: int = 0,
+    cell: int = 64,
+    wide: int = 192,
+    gap: int = 2,
+    upscale: int = 2,
+    label_width: int = 84,
+) -> Tensor:
     """Contact sheet of the toy world, as uint8 [H, W, 3]; also written as PNG to ``path``.
 
     Rows are ``STYLES`` (columns: the same identity and nuisance in every row, ``cell``

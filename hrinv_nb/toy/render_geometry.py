@@ -24,18 +24,43 @@ import torch.nn.functional as F
 from torch import Tensor
 
 IDENTITY_FACTORS: tuple[str, ...] = (
-    "head_width", "head_length", "jaw_width", "chin_length",
-    "eye_spacing", "eye_size", "eye_height", "iris_hue",
-    "brow_weight", "brow_tilt", "nose_length", "nose_width",
-    "mouth_width", "mouth_curve", "lip_fullness",
-    "hair_length", "hair_volume", "fringe", "hair_part",
-    "hair_darkness", "hair_warmth", "skin_tone",
+    "head_width",
+    "head_length",
+    "jaw_width",
+    "chin_length",
+    "eye_spacing",
+    "eye_size",
+    "eye_height",
+    "iris_hue",
+    "brow_weight",
+    "brow_tilt",
+    "nose_length",
+    "nose_width",
+    "mouth_width",
+    "mouth_curve",
+    "lip_fullness",
+    "hair_length",
+    "hair_volume",
+    "fringe",
+    "hair_part",
+    "hair_darkness",
+    "hair_warmth",
+    "skin_tone",
 )
 NUISANCE_FACTORS: tuple[str, ...] = (
-    "light_azimuth", "light_elevation", "light_intensity",
-    "background_hue", "background_lightness", "background_texture", "background_seed",
-    "pose_shift_x", "pose_shift_y", "pose_tilt",
-    "hair_seed", "skin_seed", "shirt_hue",
+    "light_azimuth",
+    "light_elevation",
+    "light_intensity",
+    "background_hue",
+    "background_lightness",
+    "background_texture",
+    "background_seed",
+    "pose_shift_x",
+    "pose_shift_y",
+    "pose_tilt",
+    "hair_seed",
+    "skin_seed",
+    "shirt_hue",
 )
 N_IDENTITY: int = len(IDENTITY_FACTORS)
 N_NUISANCE: int = len(NUISANCE_FACTORS)
@@ -44,6 +69,7 @@ NECKLINE_Y = 0.55  # lowest point of the (U-shaped) neckline, face-local units
 
 
 # ----------------------------------------------------------------------------- basics
+
 
 def smoothstep(e0: float | Tensor, e1: float | Tensor, x: Tensor) -> Tensor:
     """Hermite step from 0 at ``e0`` to 1 at ``e1``."""
@@ -67,14 +93,16 @@ def normalise_field(f: Tensor, px: float) -> Tensor:
     return f / torch.sqrt(gx * gx + gy * gy).clamp_min(1e-3)
 
 
-def ellipse_field(x: Tensor, y: Tensor, cx: Tensor | float, cy: Tensor | float,
-                  rx: Tensor | float, ry: Tensor | float) -> Tensor:
+def ellipse_field(
+    x: Tensor, y: Tensor, cx: Tensor | float, cy: Tensor | float, rx: Tensor | float, ry: Tensor | float
+) -> Tensor:
     """Implicit ellipse field (0 on the boundary, negative inside; not a distance)."""
     return torch.sqrt(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 + 1e-12) - 1.0
 
 
-def box_sd(x: Tensor, y: Tensor, cx: Tensor | float, cy: Tensor | float,
-           hx: Tensor | float, hy: Tensor | float, r: float) -> Tensor:
+def box_sd(
+    x: Tensor, y: Tensor, cx: Tensor | float, cy: Tensor | float, hx: Tensor | float, hy: Tensor | float, r: float
+) -> Tensor:
     """Exact signed distance to an axis-aligned box with half sizes ``hx, hy`` and rounding ``r``."""
     qx = (x - cx).abs() - hx + r
     qy = (y - cy).abs() - hy + r
@@ -92,8 +120,9 @@ def spec_pow(c: Tensor, k: float) -> Tensor:
     return c.clamp_min(0.06) ** k
 
 
-def gauss(x: Tensor, y: Tensor, cx: Tensor | float, cy: Tensor | float,
-          sx: Tensor | float, sy: Tensor | float) -> Tensor:
+def gauss(
+    x: Tensor, y: Tensor, cx: Tensor | float, cy: Tensor | float, sx: Tensor | float, sy: Tensor | float
+) -> Tensor:
     """Unnormalised anisotropic Gaussian bump of height 1."""
     return nexp(-(((x - cx) / sx) ** 2) - ((y - cy) / sy) ** 2)
 
@@ -140,11 +169,11 @@ def value_noise(u: Tensor, v: Tensor, seed: Tensor) -> Tensor:
     sv = fv.remainder(_TABLE) + tv * tv * (3.0 - 2.0 * tv)
     grid = torch.stack([su * (2.0 / _TABLE) - 1.0, sv * (2.0 / _TABLE) - 1.0], -1)
     table = _noise_table().expand(grid.shape[0], 1, _TABLE + 1, _TABLE + 1)
-    return F.grid_sample(table, grid, mode="bilinear", padding_mode="border",
-                         align_corners=True).squeeze(1)
+    return F.grid_sample(table, grid, mode="bilinear", padding_mode="border", align_corners=True).squeeze(1)
 
 
 # ----------------------------------------------------------------------------- colours
+
 
 def palette(t: Tensor, stops: list[tuple[float, float, float]]) -> Tensor:
     """Piecewise-linear colour ramp: ``t`` in [-1, 1] (clamped) -> RGB [B, 3, 1, 1]."""
@@ -164,32 +193,30 @@ def hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
     return f[:, :, None, None]
 
 
-SKIN_STOPS = [(0.98, 0.85, 0.76), (0.92, 0.72, 0.59), (0.77, 0.55, 0.41),
-              (0.55, 0.37, 0.26), (0.35, 0.23, 0.16)]
-HAIR_STOPS = [(0.93, 0.84, 0.60), (0.80, 0.62, 0.35), (0.56, 0.38, 0.22),
-              (0.31, 0.20, 0.12), (0.10, 0.08, 0.07)]
-IRIS_STOPS = [(0.28, 0.50, 0.82), (0.42, 0.56, 0.62), (0.36, 0.54, 0.30),
-              (0.52, 0.38, 0.17), (0.30, 0.17, 0.09)]
+SKIN_STOPS = [(0.98, 0.85, 0.76), (0.92, 0.72, 0.59), (0.77, 0.55, 0.41), (0.55, 0.37, 0.26), (0.35, 0.23, 0.16)]
+HAIR_STOPS = [(0.93, 0.84, 0.60), (0.80, 0.62, 0.35), (0.56, 0.38, 0.22), (0.31, 0.20, 0.12), (0.10, 0.08, 0.07)]
+IRIS_STOPS = [(0.28, 0.50, 0.82), (0.42, 0.56, 0.62), (0.36, 0.54, 0.30), (0.52, 0.38, 0.17), (0.30, 0.17, 0.09)]
 
 
 # ----------------------------------------------------------------------------- layout
+
 
 @dataclass(frozen=True)
 class StyleGeometry:
     """How a style deforms the shared face layout (multipliers on the photo geometry)."""
 
-    exaggeration: float = 1.0      # identity factors are multiplied by this (caricature)
+    exaggeration: float = 1.0  # identity factors are multiplied by this (caricature)
     eye_scale_x: float = 1.0
     eye_scale_y: float = 1.0
-    eye_lower: float = 0.8         # lower-lid radius relative to upper-lid radius
-    iris_x: float = 0.46           # iris half-width relative to eye half-width
-    iris_y: float = 0.0            # iris half-height relative to eye height (0: round iris)
+    eye_lower: float = 0.8  # lower-lid radius relative to upper-lid radius
+    iris_x: float = 0.46  # iris half-width relative to eye half-width
+    iris_y: float = 0.0  # iris half-height relative to eye height (0: round iris)
     eye_drop: float = 0.0
     brow_scale: float = 1.0
     mouth_scale: float = 1.0
     nose_scale: float = 1.0
     jaw_taper_add: float = 0.0
-    jaw_exponent: float = 2.0      # 2: rounded jaw; towards 1: V-shaped chin
+    jaw_exponent: float = 2.0  # 2: rounded jaw; towards 1: V-shaped chin
     head_scale: float = 1.0
 
 
@@ -197,19 +224,49 @@ class StyleGeometry:
 class FaceLayout:
     """Per-sample geometry and colours; scalars are [B,1,1], colours [B,3,1,1]."""
 
-    cy: Tensor; rx: Tensor; ry: Tensor; ry_low: Tensor; jaw_taper: Tensor; jaw_exponent: float
+    cy: Tensor
+    rx: Tensor
+    ry: Tensor
+    ry_low: Tensor
+    jaw_taper: Tensor
+    jaw_exponent: float
     chin_y: Tensor
-    eye_x: Tensor; eye_y: Tensor; eye_rx: Tensor; eye_ry: Tensor; eye_ry_low: Tensor
-    iris_rx: Tensor; iris_ry: Tensor
-    brow_y: Tensor; brow_len: Tensor; brow_thick: Tensor; brow_tilt: Tensor
-    nose_y: Tensor; nose_w: Tensor
-    mouth_y: Tensor; mouth_w: Tensor; mouth_curve: Tensor; lip_up: Tensor; lip_low: Tensor
-    ear_x: Tensor; ear_y: Tensor
+    eye_x: Tensor
+    eye_y: Tensor
+    eye_rx: Tensor
+    eye_ry: Tensor
+    eye_ry_low: Tensor
+    iris_rx: Tensor
+    iris_ry: Tensor
+    brow_y: Tensor
+    brow_len: Tensor
+    brow_thick: Tensor
+    brow_tilt: Tensor
+    nose_y: Tensor
+    nose_w: Tensor
+    mouth_y: Tensor
+    mouth_w: Tensor
+    mouth_curve: Tensor
+    lip_up: Tensor
+    lip_low: Tensor
+    ear_x: Tensor
+    ear_y: Tensor
     neck_w: Tensor
-    hair_cy: Tensor; hair_rx: Tensor; hair_ry: Tensor; hair_bottom: Tensor
-    hairline_top: Tensor; hairline_side: Tensor; part_x: Tensor; part_sweep: Tensor
-    skin: Tensor; hair: Tensor; iris: Tensor
-    hair_darkness: Tensor; hair_warmth: Tensor; skin_tone: Tensor; iris_hue: Tensor
+    hair_cy: Tensor
+    hair_rx: Tensor
+    hair_ry: Tensor
+    hair_bottom: Tensor
+    hairline_top: Tensor
+    hairline_side: Tensor
+    part_x: Tensor
+    part_sweep: Tensor
+    skin: Tensor
+    hair: Tensor
+    iris: Tensor
+    hair_darkness: Tensor
+    hair_warmth: Tensor
+    skin_tone: Tensor
+    iris_hue: Tensor
 
 
 def exaggerate_identity(identity: Tensor, factor: float = 1.9, limit: float = 2.0) -> Tensor:
@@ -244,50 +301,80 @@ def face_layout(identity: Tensor, sg: StyleGeometry) -> FaceLayout:
     hair_ry = torch.maximum(ry + 0.05 + 0.03 * f["hair_volume"], ry + 0.025)
     hair = palette(f["hair_darkness"], HAIR_STOPS)
     warm = f["hair_warmth"].view(-1, 1, 1, 1)
-    hair = (hair * torch.cat([1 + 0.3 * warm.clamp_min(0), 1 + 0.02 * warm, 1 - 0.3 * warm.clamp_min(0)], 1))
+    hair = hair * torch.cat([1 + 0.3 * warm.clamp_min(0), 1 + 0.02 * warm, 1 - 0.3 * warm.clamp_min(0)], 1)
     hair = torch.lerp(hair, hair.mean(1, keepdim=True), 0.5 * (-warm).clamp(0, 1)).clamp(0, 1)
     return FaceLayout(
-        cy=cy, rx=rx, ry=ry, ry_low=ry_low,
+        cy=cy,
+        rx=rx,
+        ry=ry,
+        ry_low=ry_low,
         jaw_taper=(0.30 - 0.10 * f["jaw_width"] + sg.jaw_taper_add).clamp(0.05, 0.75),
-        jaw_exponent=sg.jaw_exponent, chin_y=chin_y,
-        eye_x=0.145 + 0.02 * f["eye_spacing"], eye_y=eye_y, eye_rx=eye_rx, eye_ry=eye_ry,
-        eye_ry_low=eye_ry * sg.eye_lower, iris_rx=iris_rx, iris_ry=iris_ry,
+        jaw_exponent=sg.jaw_exponent,
+        chin_y=chin_y,
+        eye_x=0.145 + 0.02 * f["eye_spacing"],
+        eye_y=eye_y,
+        eye_rx=eye_rx,
+        eye_ry=eye_ry,
+        eye_ry_low=eye_ry * sg.eye_lower,
+        iris_rx=iris_rx,
+        iris_ry=iris_ry,
         brow_y=eye_y - eye_ry - 0.045 * (0.6 + 0.4 * sg.eye_scale_y),
         brow_len=0.075 * (0.7 + 0.3 * sg.eye_scale_x),
         brow_thick=(0.021 + 0.010 * f["brow_weight"]).clamp_min(0.006) * sg.brow_scale,
         brow_tilt=0.022 * f["brow_tilt"],
-        nose_y=nose_y, nose_w=(0.044 + 0.016 * f["nose_width"]).clamp_min(0.015) * sg.nose_scale,
-        mouth_y=mouth_y, mouth_w=(0.09 + 0.03 * f["mouth_width"]).clamp_min(0.03) * ms,
-        mouth_curve=(0.01 + 0.022 * f["mouth_curve"]) * ms ** 0.5,
-        lip_up=(0.014 + 0.006 * f["lip_fullness"]).clamp_min(0.004) * ms ** 0.5,
-        lip_low=(0.02 + 0.009 * f["lip_fullness"]).clamp_min(0.006) * ms ** 0.5,
-        ear_x=rx * 0.97, ear_y=eye_y + 0.06,
+        nose_y=nose_y,
+        nose_w=(0.044 + 0.016 * f["nose_width"]).clamp_min(0.015) * sg.nose_scale,
+        mouth_y=mouth_y,
+        mouth_w=(0.09 + 0.03 * f["mouth_width"]).clamp_min(0.03) * ms,
+        mouth_curve=(0.01 + 0.022 * f["mouth_curve"]) * ms**0.5,
+        lip_up=(0.014 + 0.006 * f["lip_fullness"]).clamp_min(0.004) * ms**0.5,
+        lip_low=(0.02 + 0.009 * f["lip_fullness"]).clamp_min(0.006) * ms**0.5,
+        ear_x=rx * 0.97,
+        ear_y=eye_y + 0.06,
         neck_w=0.24 * (1 + 0.06 * f["head_width"]),
-        hair_cy=cy - 0.03, hair_rx=hair_rx, hair_ry=hair_ry,
+        hair_cy=cy - 0.03,
+        hair_rx=hair_rx,
+        hair_ry=hair_ry,
         hair_bottom=cy + 0.05 + 0.8 * len01,
         hairline_top=cy - ry * (0.55 - 0.35 * fringe01),
         hairline_side=cy + ry * (-0.15 + 0.45 * len01.clamp(max=1.0)),
-        part_x=0.25 * f["hair_part"] * rx, part_sweep=0.10 * ry * f["hair_part"],
-        skin=palette(f["skin_tone"], SKIN_STOPS), hair=hair,
+        part_x=0.25 * f["hair_part"] * rx,
+        part_sweep=0.10 * ry * f["hair_part"],
+        skin=palette(f["skin_tone"], SKIN_STOPS),
+        hair=hair,
         iris=palette(f["iris_hue"], IRIS_STOPS),
-        hair_darkness=f["hair_darkness"], hair_warmth=f["hair_warmth"],
-        skin_tone=f["skin_tone"], iris_hue=f["iris_hue"],
+        hair_darkness=f["hair_darkness"],
+        hair_warmth=f["hair_warmth"],
+        skin_tone=f["skin_tone"],
+        iris_hue=f["iris_hue"],
     )
 
 
 # ----------------------------------------------------------------------------- shapes
 
+
 @dataclass(frozen=True)
 class FaceShapes:
     """Signed distances (face-local units, negative inside) of the face parts, each [B, Hs, Ws]."""
 
-    x: Tensor; y: Tensor            # face-local coordinates
-    px: float                       # grid step (face-local units)
-    head: Tensor; head_rho: Tensor  # head distance, normalised head radius (0 centre, 1 edge)
-    ears: Tensor; neck: Tensor; torso: Tensor
-    hair_outer: Tensor; hairline: Tensor
-    eyes: Tensor; iris: Tensor; pupil: Tensor
-    brows: Tensor; lips: Tensor; mouth_line: Tensor; nostrils: Tensor; nose_arc: Tensor
+    x: Tensor
+    y: Tensor  # face-local coordinates
+    px: float  # grid step (face-local units)
+    head: Tensor
+    head_rho: Tensor  # head distance, normalised head radius (0 centre, 1 edge)
+    ears: Tensor
+    neck: Tensor
+    torso: Tensor
+    hair_outer: Tensor
+    hairline: Tensor
+    eyes: Tensor
+    iris: Tensor
+    pupil: Tensor
+    brows: Tensor
+    lips: Tensor
+    mouth_line: Tensor
+    nostrils: Tensor
+    nose_arc: Tensor
 
 
 def hairline_curve(L: FaceLayout, x: Tensor, fringe_edge: Tensor | None = None) -> Tensor:
@@ -301,8 +388,7 @@ def hairline_curve(L: FaceLayout, x: Tensor, fringe_edge: Tensor | None = None) 
     return y
 
 
-def face_shapes(L: FaceLayout, x: Tensor, y: Tensor, px: float,
-                fringe_edge: Tensor | None = None) -> FaceShapes:
+def face_shapes(L: FaceLayout, x: Tensor, y: Tensor, px: float, fringe_edge: Tensor | None = None) -> FaceShapes:
     """Evaluate all part distances at face-local coordinates ``x, y`` [B, Hs, Ws]."""
     assert x.shape == y.shape and x.ndim == 3, (x.shape, y.shape)
     xa = x.abs()
@@ -326,8 +412,9 @@ def face_shapes(L: FaceLayout, x: Tensor, y: Tensor, px: float,
     hairline = normalise_field(y - hairline_curve(L, x, fringe_edge), px)
     # eyes (mirrored: one evaluation serves both)
     ex, ey = xa - L.eye_x, y - L.eye_y
-    eyes = normalise_field(torch.sqrt((ex / L.eye_rx) ** 2 + (ey / torch.where(
-        ey < 0, L.eye_ry, L.eye_ry_low)) ** 2 + 1e-12) - 1.0, px)
+    eyes = normalise_field(
+        torch.sqrt((ex / L.eye_rx) ** 2 + (ey / torch.where(ey < 0, L.eye_ry, L.eye_ry_low)) ** 2 + 1e-12) - 1.0, px
+    )
     iris = normalise_field(ellipse_field(ex, ey, 0.0, 0.0, L.iris_rx, L.iris_ry), px)
     pupil = normalise_field(ellipse_field(ex, ey, 0.0, 0.0, 0.45 * L.iris_rx, 0.45 * L.iris_ry), px)
     # brows: arched, tapered bands above the eyes
@@ -340,18 +427,36 @@ def face_shapes(L: FaceLayout, x: Tensor, y: Tensor, px: float,
     yl = L.mouth_y - L.mouth_curve * (mu * mu - 0.35)
     env = torch.sqrt((1 - mu * mu).clamp_min(0.0) + 1e-4)
     bow = 1 - 0.3 * nexp(-((x / (0.25 * L.mouth_w)) ** 2))
-    lips = normalise_field(torch.maximum(torch.maximum(yl - L.lip_up * env * bow - y,
-                                                       y - yl - L.lip_low * env),
-                                         xa - L.mouth_w), px)
+    lips = normalise_field(
+        torch.maximum(torch.maximum(yl - L.lip_up * env * bow - y, y - yl - L.lip_low * env), xa - L.mouth_w), px
+    )
     mouth_line = torch.sqrt((xa - L.mouth_w).clamp_min(0.0) ** 2 + (y - yl) ** 2 + 1e-12)
     mouth_line = mouth_line / torch.sqrt(1 + (2 * L.mouth_curve * mu / L.mouth_w) ** 2)
     # nose: nostrils and the arc under the tip
-    nostrils = normalise_field(ellipse_field(xa, y, 0.55 * L.nose_w, L.nose_y + 0.004,
-                                             0.32 * L.nose_w, 0.13 * L.nose_w + 0.004), px)
+    nostrils = normalise_field(
+        ellipse_field(xa, y, 0.55 * L.nose_w, L.nose_y + 0.004, 0.32 * L.nose_w, 0.13 * L.nose_w + 0.004), px
+    )
     nu = (x / L.nose_w).clamp(-0.9, 0.9)
-    nose_arc = torch.sqrt((xa - 0.9 * L.nose_w).clamp_min(0.0) ** 2
-                          + (y - (L.nose_y + 0.012 - 0.3 * L.nose_w * nu * nu)) ** 2 + 1e-12)
-    return FaceShapes(x=x, y=y, px=px, head=head, head_rho=rho, ears=ears, neck=neck, torso=torso,
-                      hair_outer=hair_outer, hairline=hairline, eyes=eyes, iris=iris, pupil=pupil,
-                      brows=brows, lips=lips, mouth_line=mouth_line, nostrils=nostrils,
-                      nose_arc=nose_arc)
+    nose_arc = torch.sqrt(
+        (xa - 0.9 * L.nose_w).clamp_min(0.0) ** 2 + (y - (L.nose_y + 0.012 - 0.3 * L.nose_w * nu * nu)) ** 2 + 1e-12
+    )
+    return FaceShapes(
+        x=x,
+        y=y,
+        px=px,
+        head=head,
+        head_rho=rho,
+        ears=ears,
+        neck=neck,
+        torso=torso,
+        hair_outer=hair_outer,
+        hairline=hairline,
+        eyes=eyes,
+        iris=iris,
+        pupil=pupil,
+        brows=brows,
+        lips=lips,
+        mouth_line=mouth_line,
+        nostrils=nostrils,
+        nose_arc=nose_arc,
+    )

@@ -14,8 +14,18 @@ import torch
 from torch import Tensor
 
 from hrinv_nb.toy.render_geometry import (
-    NUISANCE_FACTORS, TORSO_CY, TORSO_RX, TORSO_RY, FaceLayout, FaceShapes, coverage, gauss,
-    hsv_to_rgb, line_coverage, smoothstep, value_noise,
+    NUISANCE_FACTORS,
+    TORSO_CY,
+    TORSO_RX,
+    TORSO_RY,
+    FaceLayout,
+    FaceShapes,
+    coverage,
+    gauss,
+    hsv_to_rgb,
+    line_coverage,
+    smoothstep,
+    value_noise,
 )
 
 
@@ -23,35 +33,52 @@ from hrinv_nb.toy.render_geometry import (
 class Nuisance:
     """Decoded nuisance factors; scalars [B,1,1], ``light`` [B,3,1,1], seeds int64 [B,1,1]."""
 
-    light: Tensor; intensity: Tensor; ambient: Tensor
-    bg_hue: Tensor; bg_value: Tensor; bg_texture: Tensor; bg_seed: Tensor
-    shift_x: Tensor; shift_y: Tensor; tilt: Tensor
-    hair_seed: Tensor; skin_seed: Tensor; shirt_hue: Tensor
+    light: Tensor
+    intensity: Tensor
+    ambient: Tensor
+    bg_hue: Tensor
+    bg_value: Tensor
+    bg_texture: Tensor
+    bg_seed: Tensor
+    shift_x: Tensor
+    shift_y: Tensor
+    tilt: Tensor
+    hair_seed: Tensor
+    skin_seed: Tensor
+    shirt_hue: Tensor
 
 
 def decode_nuisance(nuisance: Tensor) -> Nuisance:
     """Map nuisance factors [B, N_NUISANCE] (each in [-1, 1]) to physical quantities."""
     assert nuisance.ndim == 2 and nuisance.shape[1] == len(NUISANCE_FACTORS), nuisance.shape
     v = {k: nuisance[:, i].float().view(-1, 1, 1) for i, k in enumerate(NUISANCE_FACTORS)}
-    light = torch.cat([0.65 * v["light_azimuth"], -0.45 + 0.3 * v["light_elevation"],
-                       torch.full_like(v["light_azimuth"], 0.8)], 1)
+    light = torch.cat(
+        [0.65 * v["light_azimuth"], -0.45 + 0.3 * v["light_elevation"], torch.full_like(v["light_azimuth"], 0.8)], 1
+    )
     light = light / light.norm(dim=1, keepdim=True)
 
     def seed(u: Tensor) -> Tensor:
         return ((u.clamp(-1, 1) + 1) * 0.5 * 65535).round().to(torch.int64)
 
     return Nuisance(
-        light=light.unsqueeze(-1), intensity=0.85 + 0.15 * v["light_intensity"],
+        light=light.unsqueeze(-1),
+        intensity=0.85 + 0.15 * v["light_intensity"],
         ambient=0.36 - 0.06 * v["light_intensity"],
-        bg_hue=(v["background_hue"] + 1) * 0.5, bg_value=0.62 + 0.25 * v["background_lightness"],
-        bg_texture=(v["background_texture"] + 1) * 0.5, bg_seed=seed(v["background_seed"]),
-        shift_x=0.05 * v["pose_shift_x"], shift_y=0.04 * v["pose_shift_y"],
-        tilt=0.10 * v["pose_tilt"], hair_seed=seed(v["hair_seed"]),
-        skin_seed=seed(v["skin_seed"]), shirt_hue=(v["shirt_hue"] + 1) * 0.5,
+        bg_hue=(v["background_hue"] + 1) * 0.5,
+        bg_value=0.62 + 0.25 * v["background_lightness"],
+        bg_texture=(v["background_texture"] + 1) * 0.5,
+        bg_seed=seed(v["background_seed"]),
+        shift_x=0.05 * v["pose_shift_x"],
+        shift_y=0.04 * v["pose_shift_y"],
+        tilt=0.10 * v["pose_tilt"],
+        hair_seed=seed(v["hair_seed"]),
+        skin_seed=seed(v["skin_seed"]),
+        shirt_hue=(v["shirt_hue"] + 1) * 0.5,
     )
 
 
 # ----------------------------------------------------------------------------- helpers
+
 
 def fract(x: Tensor) -> Tensor:
     """Fractional part in [0, 1) (also for negative inputs, unlike ``torch.frac``)."""
@@ -167,8 +194,10 @@ def front_hair(S: FaceShapes, jag: Tensor | float = 0.0) -> Tensor:
 
 # ----------------------------------------------------------------------------- toon helpers
 
-def toon_layer(img: Tensor, d: Tensor, fill: Tensor, ink: Tensor, t: float, w: float,
-               fill_alpha: float = 1.0) -> Tensor:
+
+def toon_layer(
+    img: Tensor, d: Tensor, fill: Tensor, ink: Tensor, t: float, w: float, fill_alpha: float = 1.0
+) -> Tensor:
     """Paint a region ``d < 0`` with ``fill`` and an outline of thickness ``t`` in ``ink``."""
     img = over(img, fill, fill_alpha * coverage(d, w))
     return over(img, ink, line_coverage(d, t, w))
@@ -179,8 +208,15 @@ def cel(v: Tensor, threshold: float, w: float = 0.04) -> Tensor:
     return smoothstep(threshold - w, threshold + w, v).unsqueeze(1)
 
 
-def toon_eyes(img: Tensor, L: FaceLayout, S: FaceShapes, iris_col: Tensor, w: float,
-              sparks: tuple[tuple[float, float, float], ...], gradient: float) -> Tensor:
+def toon_eyes(
+    img: Tensor,
+    L: FaceLayout,
+    S: FaceShapes,
+    iris_col: Tensor,
+    w: float,
+    sparks: tuple[tuple[float, float, float], ...],
+    gradient: float,
+) -> Tensor:
     """White eyes, shaded iris, pupil and highlight circles ``(dx, dy, radius)`` in iris units."""
     x, ey = S.x, S.y - L.eye_y
     eye_a = coverage(S.eyes, w)

@@ -10,18 +10,41 @@ shared (:mod:`hrinv_nb.toy.render_geometry`); a style changes proportions throug
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from hrinv_nb.toy.render_geometry import (
-    FaceLayout, FaceShapes, StyleGeometry, coverage, gauss, hsv_to_rgb, line_coverage, nexp,
-    smoothstep, spec_pow, value_noise,
+    FaceLayout,
+    FaceShapes,
+    StyleGeometry,
+    coverage,
+    gauss,
+    hsv_to_rgb,
+    line_coverage,
+    nexp,
+    smoothstep,
+    spec_pow,
+    value_noise,
 )
 from hrinv_nb.toy.render_shading import (
-    Nuisance, cel, dome, face_relief, fract, front_hair, hair_height, hair_strands, hue_colour,
-    lambert, over, rgb, saturate, toon_eyes, toon_layer, torso_height,
+    Nuisance,
+    cel,
+    dome,
+    face_relief,
+    fract,
+    front_hair,
+    hair_height,
+    hair_strands,
+    hue_colour,
+    lambert,
+    over,
+    rgb,
+    saturate,
+    toon_eyes,
+    toon_layer,
+    torso_height,
 )
 
 Shader = Callable[[FaceLayout, FaceShapes, Tensor, Tensor, Nuisance], Tensor]
@@ -29,6 +52,7 @@ Fringe = Callable[[FaceLayout, Tensor, Nuisance], Tensor]
 
 
 # ----------------------------------------------------------------------------- photo
+
 
 def photo_background(bx: Tensor, by: Tensor, N: Nuisance) -> Tensor:
     """Wall-like background: colour, soft blotches, panels, grain and (optionally) a weave."""
@@ -40,8 +64,7 @@ def photo_background(bx: Tensor, by: Tensor, N: Nuisance) -> Tensor:
     grain = value_noise(bx / 0.035, by / 0.035, seed + 2) - 0.5
     weave = torch.sin(bx * 60.0 + 3.0 * value_noise(bx * 8, by * 8, seed + 3)) * torch.sin(by * 60.0)
     tex = N.bg_texture
-    lum = (1.0 - 0.12 * by + 0.16 * (blot - 0.75) + 0.05 * panels
-           + (0.05 + 0.3 * tex) * grain + 0.12 * tex * weave)
+    lum = 1.0 - 0.12 * by + 0.16 * (blot - 0.75) + 0.05 * panels + (0.05 + 0.3 * tex) * grain + 0.12 * tex * weave
     return (base * lum.unsqueeze(1)).clamp(0.0, 1.0)
 
 
@@ -68,8 +91,11 @@ def shade_photo(L: FaceLayout, S: FaceShapes, bx: Tensor, by: Tensor, N: Nuisanc
     inner = 1 - 0.4 * nexp(-((x / (2.0 * L.neck_w)) ** 2)) * smoothstep(L.cy, L.chin_y, y)
     img = over(img, hair_col * (0.75 * inner).unsqueeze(1), coverage(S.hair_outer + jag, w))
     # skin albedo with pores and mottling
-    pores = 1 + 0.16 * (value_noise(x / 0.03, y / 0.03, N.skin_seed) - 0.5) \
+    pores = (
+        1
+        + 0.16 * (value_noise(x / 0.03, y / 0.03, N.skin_seed) - 0.5)
         + 0.08 * (value_noise(x / 0.12, y / 0.12, N.skin_seed + 1) - 0.5)
+    )
     skin = L.skin * pores.unsqueeze(1)
     # neck (a cylinder) in the shadow of the jaw
     ndl, _ = lambert(0.15 * torch.sqrt((1 - (x / L.neck_w) ** 2).clamp_min(0) + 0.02), w, N)
@@ -122,7 +148,7 @@ INK = rgb(0.13, 0.09, 0.09)
 def shade_cartoon(L: FaceLayout, S: FaceShapes, bx: Tensor, by: Tensor, N: Nuisance) -> Tensor:
     """Cartoon style: flat two-tone colours, dark outlines, big glossy eyes, blushed cheeks."""
     w, x, y, xa, T = S.px, S.x, S.y, S.x.abs(), 0.03
-    img = (hue_colour(N.bg_hue, 0.38, 0.88) * (1.06 - 0.10 * (bx * bx + by * by)).unsqueeze(1))
+    img = hue_colour(N.bg_hue, 0.38, 0.88) * (1.06 - 0.10 * (bx * bx + by * by)).unsqueeze(1)
     img = img.expand(-1, 3, -1, -1)
     ndl, _ = lambert(torso_height(x, y), w, N)
     shirt = saturate(hue_colour(N.shirt_hue, 0.55, 0.75), 0.2) * (0.75 + 0.25 * cel(ndl, 0.45))
@@ -170,7 +196,7 @@ def _nose_bridge(L: FaceLayout, S: FaceShapes) -> Tensor:
     t = ((S.y - L.eye_y) / (L.nose_y - L.eye_y)).clamp(0, 1)
     xc = side * L.nose_w * (0.3 + 0.5 * t * t)
     beyond = ((S.y - 0.5 * (top + bottom)).abs() - 0.5 * (bottom - top)).clamp_min(0)
-    return torch.sqrt((S.x - xc) ** 2 + beyond ** 2 + 1e-12)
+    return torch.sqrt((S.x - xc) ** 2 + beyond**2 + 1e-12)
 
 
 def shade_caricature(L: FaceLayout, S: FaceShapes, bx: Tensor, by: Tensor, N: Nuisance) -> Tensor:
@@ -213,6 +239,7 @@ def caricature_fringe(L: FaceLayout, x: Tensor, N: Nuisance) -> Tensor:
 
 # ----------------------------------------------------------------------------- anime
 
+
 def anime_hair_colour(L: FaceLayout) -> Tensor:
     """Vivid hair: natural lightness order kept, hue rotated (cool -> teal/blue, warm -> pink/red)."""
     warm, dark = L.hair_warmth.flatten(), L.hair_darkness.flatten()
@@ -232,7 +259,7 @@ def shade_anime(L: FaceLayout, S: FaceShapes, bx: Tensor, by: Tensor, N: Nuisanc
     img = toon_layer(img, S.torso, shirt * (0.8 + 0.2 * cel(ndl, 0.45)), shirt * 0.4, T, w)
     hair = anime_hair_colour(L)
     img = toon_layer(img, S.hair_outer, hair * 0.7, hair * 0.35, T, w)
-    skin = L.skin ** 0.55
+    skin = L.skin**0.55
     shadow = skin * rgb(0.88, 0.76, 0.78)
     line = skin * rgb(0.45, 0.28, 0.25)
     img = toon_layer(img, S.neck, shadow, line, T, w)
@@ -273,12 +300,35 @@ def anime_fringe(L: FaceLayout, x: Tensor, N: Nuisance) -> Tensor:
 
 STYLE_SPECS: dict[str, tuple[StyleGeometry, Fringe, Shader]] = {
     "photo": (StyleGeometry(), photo_fringe, shade_photo),
-    "cartoon": (StyleGeometry(eye_scale_x=1.45, eye_scale_y=2.0, eye_lower=0.95, iris_x=0.5,
-                              brow_scale=1.2, nose_scale=0.8, mouth_scale=1.1),
-                cartoon_fringe, shade_cartoon),
+    "cartoon": (
+        StyleGeometry(
+            eye_scale_x=1.45,
+            eye_scale_y=2.0,
+            eye_lower=0.95,
+            iris_x=0.5,
+            brow_scale=1.2,
+            nose_scale=0.8,
+            mouth_scale=1.1,
+        ),
+        cartoon_fringe,
+        shade_cartoon,
+    ),
     "caricature": (StyleGeometry(exaggeration=1.9, head_scale=1.06), caricature_fringe, shade_caricature),
-    "anime": (StyleGeometry(eye_scale_x=1.35, eye_scale_y=2.5, eye_lower=0.9, iris_x=0.66, iris_y=0.85,
-                            eye_drop=0.03, brow_scale=0.45, mouth_scale=0.45, nose_scale=0.45,
-                            jaw_taper_add=0.22, jaw_exponent=1.35),
-              anime_fringe, shade_anime),
+    "anime": (
+        StyleGeometry(
+            eye_scale_x=1.35,
+            eye_scale_y=2.5,
+            eye_lower=0.9,
+            iris_x=0.66,
+            iris_y=0.85,
+            eye_drop=0.03,
+            brow_scale=0.45,
+            mouth_scale=0.45,
+            nose_scale=0.45,
+            jaw_taper_add=0.22,
+            jaw_exponent=1.35,
+        ),
+        anime_fringe,
+        shade_anime,
+    ),
 }

@@ -156,9 +156,16 @@ def train(
     g_lr = cfg.lr_g * g_ratio
     mapping_ids = {id(p) for p in G.mapping.parameters()}
     g_groups = [
-        {"params": [p for p in G.parameters() if p.requires_grad and id(p) not in mapping_ids], "lr": g_lr, "lr0": g_lr},
-        {"params": [p for p in G.mapping.parameters() if p.requires_grad], "lr": g_lr * cfg.mapping_lr_mult,
-         "lr0": g_lr * cfg.mapping_lr_mult},
+        {
+            "params": [p for p in G.parameters() if p.requires_grad and id(p) not in mapping_ids],
+            "lr": g_lr,
+            "lr0": g_lr,
+        },
+        {
+            "params": [p for p in G.mapping.parameters() if p.requires_grad],
+            "lr": g_lr * cfg.mapping_lr_mult,
+            "lr0": g_lr * cfg.mapping_lr_mult,
+        },
     ]
     g_groups = [g for g in g_groups if g["params"]]
     opt_g = torch.optim.Adam(g_groups, lr=g_lr, betas=tuple(b**g_ratio for b in (cfg.g_betas or cfg.betas)))
@@ -191,9 +198,19 @@ def train(
     def save_state(step: int) -> None:
         if state_path is None:
             return
-        state = dict(G=G.state_dict(), D=D.state_dict(), G_ema=G_ema.state_dict(), opt_g=opt_g.state_dict(),
-                     opt_d=opt_d.state_dict(), rng=gen.get_state(), pl_mean=pl_mean, history=history, step=step,
-                     config=asdict(cfg), seconds=seconds_before + time.perf_counter() - t0)
+        state = dict(
+            G=G.state_dict(),
+            D=D.state_dict(),
+            G_ema=G_ema.state_dict(),
+            opt_g=opt_g.state_dict(),
+            opt_d=opt_d.state_dict(),
+            rng=gen.get_state(),
+            pl_mean=pl_mean,
+            history=history,
+            step=step,
+            config=asdict(cfg),
+            seconds=seconds_before + time.perf_counter() - t0,
+        )
         atomic_write(state_path, lambda tmp: torch.save(state, tmp))
 
     t0 = time.perf_counter()
@@ -224,7 +241,9 @@ def train(
             log["g_adv"] = loss_adv.item()
         if cfg.recon_weight > 0:
             size = (cfg.recon_size, cfg.recon_size)
-            loss_rec = (F.interpolate(fake, size=size, mode="area") - F.interpolate(real, size=size, mode="area")).abs().mean()
+            loss_rec = (
+                (F.interpolate(fake, size=size, mode="area") - F.interpolate(real, size=size, mode="area")).abs().mean()
+            )
             loss_g = loss_g + cfg.recon_weight * loss_rec
             log["g_recon"] = loss_rec.item()
         opt_g.zero_grad(set_to_none=True)

@@ -43,10 +43,28 @@ from hrinv_nb.torch_files import load_torch_file
 from hrinv_nb.toy.render import N_IDENTITY, NUISANCE_FACTORS, STYLES, render, sample_identity, sample_nuisance
 
 __all__ = [
-    "DATA_DIR", "WORK_DIR", "TOY_VGG_PATH", "TOY_VGG_JSON", "PRETRAIN_SIZE", "NUISANCE_TARGETS", "REBUILD_COMMAND",
-    "load_toy_vgg_path", "renderer_fingerprint", "render_factor_dataset", "cache_path", "cached_dataset",
-    "to_uint8", "from_uint8", "render_grouped", "VGGPretrainNet", "split_outputs", "pretrain_loss",
-    "evaluate_pretraining", "trunk_state_dict", "train_toy_vgg", "main",
+    "DATA_DIR",
+    "WORK_DIR",
+    "TOY_VGG_PATH",
+    "TOY_VGG_JSON",
+    "PRETRAIN_SIZE",
+    "NUISANCE_TARGETS",
+    "REBUILD_COMMAND",
+    "load_toy_vgg_path",
+    "renderer_fingerprint",
+    "render_factor_dataset",
+    "cache_path",
+    "cached_dataset",
+    "to_uint8",
+    "from_uint8",
+    "render_grouped",
+    "VGGPretrainNet",
+    "split_outputs",
+    "pretrain_loss",
+    "evaluate_pretraining",
+    "trunk_state_dict",
+    "train_toy_vgg",
+    "main",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +75,12 @@ TOY_VGG_JSON = TOY_VGG_PATH.with_suffix(".json")
 REBUILD_COMMAND = "PYTHONPATH=. python -m hrinv_nb.toy.vgg"
 PRETRAIN_SIZE = 32
 NUISANCE_TARGETS: tuple[str, ...] = (
-    "light_azimuth", "light_elevation", "background_lightness", "pose_shift_x", "pose_shift_y", "pose_tilt",
+    "light_azimuth",
+    "light_elevation",
+    "background_lightness",
+    "pose_shift_x",
+    "pose_shift_y",
+    "pose_tilt",
 )
 _NUISANCE_INDEX = [NUISANCE_FACTORS.index(name) for name in NUISANCE_TARGETS]
 _RENDER_SOURCES = ("render.py", "render_geometry.py", "render_shading.py", "render_styles.py")
@@ -173,10 +196,13 @@ class VGGPretrainNet(nn.Module):
         from hrinv_nb.losses import vgg16_trunk
 
         self.features = vgg16_trunk(30, seed=seed).requires_grad_(True).train()
-        self.norms = nn.ModuleDict({
-            str(i): nn.BatchNorm2d(layer.out_channels)
-            for i, layer in enumerate(self.features) if isinstance(layer, nn.Conv2d)
-        })
+        self.norms = nn.ModuleDict(
+            {
+                str(i): nn.BatchNorm2d(layer.out_channels)
+                for i, layer in enumerate(self.features)
+                if isinstance(layer, nn.Conv2d)
+            }
+        )
         self.n_outputs = len(STYLES) + N_IDENTITY + len(NUISANCE_TARGETS)
         self.head = nn.Linear(512, self.n_outputs)
         generator = torch.Generator().manual_seed(seed + 1)
@@ -185,7 +211,7 @@ class VGGPretrainNet(nn.Module):
             self.head.bias.zero_()
 
     @torch.no_grad()
-    def fold_batchnorm(self) -> "VGGPretrainNet":
+    def fold_batchnorm(self) -> VGGPretrainNet:
         """Merge every BatchNorm (running statistics) into the preceding conv and drop it; in place."""
         for key, bn in self.norms.items():
             conv = self.features[int(key)]
@@ -313,8 +339,9 @@ def train_toy_vgg(
     params = [p for p in net.parameters() if p.requires_grad]
     decay = [p for name, p in net.named_parameters() if p.ndim > 1]  # no weight decay on biases and BN
     no_decay = [p for name, p in net.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW(
+        [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr, weight_decay=weight_decay
+    )
     generator = torch.Generator().manual_seed(seed + 7)
     perm, cursor = torch.randperm(n_train, generator=generator), 0
     warmup = max(1, min(100, steps // 10))
@@ -347,29 +374,40 @@ def train_toy_vgg(
         net.fold_batchnorm()
         folded = net(probe)
         shipped = trunk_state_dict(net)  # float16: evaluate exactly what is saved
-        net.features.load_state_dict({k[len("features."):]: v.float() for k, v in shipped.items()})
+        net.features.load_state_dict({k[len("features.") :]: v.float() for k, v in shipped.items()})
         after = net(probe)
     metrics = evaluate_pretraining(net, val)
 
     provenance: dict[str, Any] = {
         "asset": "toy VGG16 trunk (timm vgg16 features.0-30, float16)",
         "task": "style classification (4) + regression of all identity factors and "
-                f"{list(NUISANCE_TARGETS)} from a {size}x{size} render; head: GAP + linear (not shipped)",
-        "seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+        f"{list(NUISANCE_TARGETS)} from a {size}x{size} render; head: GAP + linear (not shipped)",
+        "seed": seed,
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
         "batchnorm": "BatchNorm2d after each conv during training, folded into the convs before saving",
-        "n_train": n_train, "n_val": n_val, "size": size,
-        "render_seconds": round(render_seconds, 1), "data_from_cache": from_cache,
+        "n_train": n_train,
+        "n_val": n_val,
+        "size": size,
+        "render_seconds": round(render_seconds, 1),
+        "data_from_cache": from_cache,
         "train_seconds": round(train_seconds, 1),
         "final_train_loss_parts": {k: round(v, 4) for k, v in running.items()},
-        "heldout": metrics, "heldout_before_folding_fp32": metrics_bn,
+        "heldout": metrics,
+        "heldout_before_folding_fp32": metrics_bn,
         "fold_max_abs_diff": (folded - before).abs().max().item(),
         "fp16_max_abs_diff": (after - folded).abs().max().item(),
         "renderer_fingerprint": renderer_fingerprint(),
-        "torch_version": torch.__version__, "threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "threads": torch.get_num_threads(),
     }
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"format": "timm vgg16 trunk",
-            "provenance": json.dumps({k: provenance[k] for k in ("seed", "steps", "size", "heldout")})}
+    meta = {
+        "format": "timm vgg16 trunk",
+        "provenance": json.dumps({k: provenance[k] for k in ("seed", "steps", "size", "heldout")}),
+    }
     save_file(shipped, str(out_path), metadata=meta)
     provenance["size_bytes"] = out_path.stat().st_size
     provenance["training_seconds"] = round(time.perf_counter() - t0, 1)  # all of it: render, train, evaluate
@@ -391,8 +429,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     provenance = train_toy_vgg(
-        args.out, args.steps, args.seed, batch_size=args.batch_size, lr=args.lr, n_train=args.n_train,
-        n_val=args.n_val, work_dir=None if args.no_cache else WORK_DIR,
+        args.out,
+        args.steps,
+        args.seed,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        n_train=args.n_train,
+        n_val=args.n_val,
+        work_dir=None if args.no_cache else WORK_DIR,
     )
     provenance["command"] = " ".join(["python -m hrinv_nb.toy.vgg", *(sys.argv[1:] if argv is None else argv)])
     args.out.with_suffix(".json").write_text(json.dumps(provenance, indent=2) + "\n")

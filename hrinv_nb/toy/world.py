@@ -29,13 +29,24 @@ TOY_W_DIM = 128
 N_FACTORS = N_IDENTITY + N_NUISANCE
 
 TOY_G_KWARGS = dict(
-    z_dim=TOY_Z_DIM, c_dim=0, w_dim=TOY_W_DIM, img_resolution=TOY_RESOLUTION, img_channels=3,
+    z_dim=TOY_Z_DIM,
+    c_dim=0,
+    w_dim=TOY_W_DIM,
+    img_resolution=TOY_RESOLUTION,
+    img_channels=3,
     mapping_kwargs={"num_layers": 4, "lr_multiplier": 0.1},  # 0.01 in FFHQ: too slow for a toy budget
     synthesis_kwargs={"channel_base": 2048, "channel_max": 64, "num_fp16_res": 0, "conv_clamp": 256},
 )
 TOY_D_KWARGS = dict(
-    c_dim=0, img_resolution=TOY_RESOLUTION, img_channels=3, architecture="resnet", channel_base=2048,
-    channel_max=64, num_fp16_res=0, conv_clamp=256, epilogue_kwargs={"mbstd_group_size": 4},
+    c_dim=0,
+    img_resolution=TOY_RESOLUTION,
+    img_channels=3,
+    architecture="resnet",
+    channel_base=2048,
+    channel_max=64,
+    num_fp16_res=0,
+    conv_clamp=256,
+    epilogue_kwargs={"mbstd_group_size": 4},
 )
 TARGET_STYLES = tuple(s for s in STYLES if s != "photo")
 
@@ -59,7 +70,9 @@ def factors_from_z(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return u[:, :N_IDENTITY], u[:, N_IDENTITY:]
 
 
-def render_z(z: torch.Tensor, style: str = "photo", size: tuple[int, int] = (TOY_RESOLUTION, TOY_RESOLUTION)) -> torch.Tensor:
+def render_z(
+    z: torch.Tensor, style: str = "photo", size: tuple[int, int] = (TOY_RESOLUTION, TOY_RESOLUTION)
+) -> torch.Tensor:
     """The render that latent ``z`` stands for, in ``style``: [B, 3, H, W] in [-1, 1]."""
     identity, nuisance = factors_from_z(z)
     return render(identity, nuisance, style=style, size=size)
@@ -77,8 +90,9 @@ class PairedDataset:
         return self.z[idx], self.images[idx].float()
 
 
-def paired_dataset(n: int, style: str, seed: int, cache: str | os.PathLike | None = None, chunk: int = 256,
-                   progress: bool = True) -> PairedDataset:
+def paired_dataset(
+    n: int, style: str, seed: int, cache: str | os.PathLike | None = None, chunk: int = 256, progress: bool = True
+) -> PairedDataset:
     """Render ``n`` (z, image) pairs in ``style`` from ``seed``; cache them to ``cache`` (fp16) if given."""
     from tqdm.auto import tqdm
 
@@ -101,8 +115,14 @@ def steps_for_kimg(kimg: float, batch: int) -> int:
     return int(math.ceil(kimg * 1000 / batch))
 
 
-def sample_grid(generators: dict[str, Generator], n: int = 8, seed: int = 0, path: str | os.PathLike | None = None,
-                with_renders: bool = True, truncation_psi: float = 1.0) -> torch.Tensor:
+def sample_grid(
+    generators: dict[str, Generator],
+    n: int = 8,
+    seed: int = 0,
+    path: str | os.PathLike | None = None,
+    with_renders: bool = True,
+    truncation_psi: float = 1.0,
+) -> torch.Tensor:
     """Rows: each generator's samples for the same z per column (plus, optionally, the renders of z).
 
     Returns the grid as [rows, n, 3, R, R] in [-1, 1]; saves a labelled PNG to ``path`` if given.
