@@ -20,13 +20,14 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..checkpoints import load_networks, save_networks
 from ..inr import attach_inr_head, train_inr_head
 from .training import TrainConfig, finetune_copy, train
-from .world import TARGET_STYLES, new_toy_networks, paired_dataset
+from .world import TARGET_STYLES, PairedDataset, new_toy_networks, paired_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "data"
@@ -39,37 +40,54 @@ TARGETS = {
 }
 
 
-def source_pretrain_config(steps: int) -> TrainConfig:
-    """Phase A of G_s: reconstruction only (no D), full 64² L1 against the render of z."""
+def _reconstruction_recipe(
+    steps: int, batch: int, lr_g: float, seed: int, checkpoint_every: int = 50, **refine: Any
+) -> TrainConfig:
+    """Reconstruction only (no D): full 64² L1 against the render of z, EMA over 0.5 kimg; ``refine``
+    sets the refinement fields (``g_betas``, ``mapping_lr_mult``, ``lr_rampdown``, ``freeze_mapping``)."""
     return TrainConfig(
         steps=steps,
-        batch=16,
-        lr_g=0.01,
+        batch=batch,
+        lr_g=lr_g,
         adv_weight=0.0,
         recon_weight=1.0,
         recon_size=64,
         ema_kimg=0.5,
-        checkpoint_every=100,
-        seed=0,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+        **refine,
     )
+
+
+def _adversarial_recipe(
+    steps: int, lr: float, ema_kimg: float, augment_p: float, seed: int, freeze_mapping: bool = False
+) -> TrainConfig:
+    """Adversarial training (lazy R1, γ 0.05 every 16 steps) with a 32² reconstruction anchor of weight 10."""
+    return TrainConfig(
+        steps=steps,
+        batch=16,
+        lr_g=lr,
+        lr_d=lr,
+        r1_gamma=0.05,
+        r1_interval=16,
+        ema_kimg=ema_kimg,
+        recon_weight=10.0,
+        recon_size=32,
+        augment_p=augment_p,
+        freeze_mapping=freeze_mapping,
+        checkpoint_every=50,
+        seed=seed,
+    )
+
+
+def source_pretrain_config(steps: int) -> TrainConfig:
+    """Phase A of G_s: reconstruction only (no D), full 64² L1 against the render of z."""
+    return _reconstruction_recipe(steps, batch=16, lr_g=0.01, seed=0, checkpoint_every=100)
 
 
 def source_config(steps: int) -> TrainConfig:
     """Phase B of G_s: adversarial training with a 32² reconstruction anchor (photo renders)."""
-    return TrainConfig(
-        steps=steps,
-        batch=16,
-        lr_g=0.0025,
-        lr_d=0.0025,
-        r1_gamma=0.05,
-        r1_interval=16,
-        ema_kimg=2.0,
-        recon_weight=10.0,
-        recon_size=32,
-        augment_p=0.0,
-        checkpoint_every=50,
-        seed=1,
-    )
+    return _adversarial_recipe(steps, lr=0.0025, ema_kimg=2.0, augment_p=0.0, seed=1)
 
 
 def source_refine_config(steps: int) -> TrainConfig:
@@ -79,75 +97,25 @@ def source_refine_config(steps: int) -> TrainConfig:
     the L1 optimum is the clean, texture-averaged face (L1 floor about 0.05); the layout needs many
     steps to converge there, which phases A/B were too short for. The mapping trains (10× lr).
     """
-    return TrainConfig(
-        steps=steps,
-        batch=16,
-        lr_g=0.003,
-        g_betas=(0.9, 0.99),
-        mapping_lr_mult=10.0,
-        adv_weight=0.0,
-        recon_weight=1.0,
-        recon_size=64,
-        ema_kimg=0.5,
-        checkpoint_every=50,
-        seed=2,
-    )
+    return _reconstruction_recipe(steps, batch=16, lr_g=0.003, seed=2, g_betas=(0.9, 0.99), mapping_lr_mult=10.0)
 
 
 def source_refine_frozen_config(steps: int) -> TrainConfig:
     """Phase C2 of G_s: as C1 with the mapping frozen (shared with every G_t), batch 8 (more updates per
-    image on a busy CPU) and a cosine lr ramp-down over the last 30%."""
-    return TrainConfig(
-        steps=steps,
-        batch=8,
-        lr_g=0.003,
-        g_betas=(0.9, 0.99),
-        adv_weight=0.0,
-        recon_weight=1.0,
-        recon_size=64,
-        ema_kimg=0.5,
-        lr_rampdown=0.3,
-        freeze_mapping=True,
-        checkpoint_every=50,
-        seed=3,
-    )
+    image on a busy CPU) and a cosine lr ramp-down over the last 30%: the G_t recipe with seed 3."""
+    return target_refine_config(steps, seed=3)
 
 
 def target_refine_config(steps: int, seed: int) -> TrainConfig:
     """Fine-tuning of a toy G_t: reconstruction only (64² L1), mapping frozen, batch 8, cosine ramp-down."""
-    return TrainConfig(
-        steps=steps,
-        batch=8,
-        lr_g=0.003,
-        g_betas=(0.9, 0.99),
-        adv_weight=0.0,
-        recon_weight=1.0,
-        recon_size=64,
-        ema_kimg=0.5,
-        lr_rampdown=0.3,
-        freeze_mapping=True,
-        checkpoint_every=50,
-        seed=seed,
+    return _reconstruction_recipe(
+        steps, batch=8, lr_g=0.003, seed=seed, g_betas=(0.9, 0.99), lr_rampdown=0.3, freeze_mapping=True
     )
 
 
 def target_config(steps: int, seed: int) -> TrainConfig:
     """Fine-tuning configuration of a toy target generator G_t (mapping frozen, as in the paper)."""
-    return TrainConfig(
-        steps=steps,
-        batch=16,
-        lr_g=0.002,
-        lr_d=0.002,
-        r1_gamma=0.05,
-        r1_interval=16,
-        ema_kimg=1.0,
-        recon_weight=10.0,
-        recon_size=32,
-        augment_p=0.2,
-        freeze_mapping=True,
-        checkpoint_every=50,
-        seed=seed,
-    )
+    return _adversarial_recipe(steps, lr=0.002, ema_kimg=1.0, augment_p=0.2, seed=seed, freeze_mapping=True)
 
 
 def _record(name: str, seconds: float, cfg: TrainConfig, extra: dict) -> None:
@@ -165,6 +133,27 @@ def _record(name: str, seconds: float, cfg: TrainConfig, extra: dict) -> None:
     (DATA / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
+# Keys that _record writes afresh for every asset; a rebuild carries the others over from an earlier record.
+RECORD_KEYS = ("asset", "command", "training_seconds", "size_bytes", "torch", "threads", "train_config")
+
+
+def _carried_over(record: dict[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The entries of an earlier record that are not :data:`RECORD_KEYS` (nor ``drop``)."""
+    return {k: v for k, v in record.items() if k not in RECORD_KEYS + drop}
+
+
+def _final_l1(history: list[dict[str, float]], last: int = 50) -> float:
+    """Mean reconstruction L1 of G over the ``last`` steps of a training history."""
+    return sum(h["g_recon"] for h in history[-last:]) / len(history[-last:])
+
+
+def _source_data(progress: bool) -> PairedDataset:
+    """The photo renders G_s trains on (cached in ``data/_work/data_photo.pt``)."""
+    return paired_dataset(
+        SOURCE["n_data"], SOURCE["style"], SOURCE["data_seed"], cache=WORK / "data_photo.pt", progress=progress
+    )
+
+
 PHASE_B = WORK / "G_s_phaseB.safetensors"  # G_s after phases A+B (the first-pass asset), with its record
 PHASE_C1 = WORK / "G_s_phaseC1.safetensors"  # G_s after phase C1: its mapping is final, every G_t starts here
 
@@ -177,9 +166,7 @@ def build_source(
     frozen (C2; the G_t fork from the C1 weights, so all share one mapping). Each phase resumes; A+B are skipped when
     ``data/_work/G_s_phaseB.safetensors`` (+ ``.json``) already holds their result."""
     spec = SOURCE
-    data = paired_dataset(
-        spec["n_data"], spec["style"], spec["data_seed"], cache=WORK / "data_photo.pt", progress=progress
-    )
+    data = _source_data(progress)
     if not PHASE_B.exists():
         G, D = new_toy_networks(spec["init_seed"])
         pre_cfg = source_pretrain_config(pretrain_steps)
@@ -202,11 +189,7 @@ def build_source(
             + "\n"
         )
     phase_b = json.loads(PHASE_B.with_suffix(".json").read_text())
-    ab = {
-        k: v
-        for k, v in phase_b.items()
-        if k not in ("asset", "command", "training_seconds", "size_bytes", "torch", "threads", "train_config")
-    }
+    ab = _carried_over(phase_b)
     ab["adversarial_config"], ab["adversarial_plus_pretrain_seconds"] = (
         phase_b["train_config"],
         phase_b["training_seconds"],
@@ -218,7 +201,7 @@ def build_source(
         res = train(G.train().requires_grad_(True), D, data.sample, cfg, out_dir=WORK / "G_s_refine", progress=progress)
         seconds += res.seconds
         ab["refine_config"], ab["refine_seconds"] = asdict(cfg), round(res.seconds, 1)
-        ab["refine_final_l1"] = sum(h["g_recon"] for h in res.history[-50:]) / len(res.history[-50:])
+        ab["refine_final_l1"] = _final_l1(res.history)
         save_networks(PHASE_C1, G=res.G_ema, D=D, half=True, meta={"asset": "G_s", "style": "photo", "phase": "C1"})
         G = load_networks(PHASE_C1).G  # from the fp16 file, so the mapping is bit-identical to the G_t's
     if refine_steps > 0 and frozen_steps > 0:
@@ -228,7 +211,7 @@ def build_source(
         )
         G, seconds = res.G_ema, seconds + res.seconds
         ab["refine_frozen_seconds"] = round(res.seconds, 1)
-        ab["refine_frozen_final_l1"] = sum(h["g_recon"] for h in res.history[-50:]) / len(res.history[-50:])
+        ab["refine_frozen_final_l1"] = _final_l1(res.history)
     out = save_networks(DATA / "G_s.safetensors", G=G, D=D, half=True, meta={"asset": "G_s", "style": "photo"})
     _record("G_s", seconds, cfg, ab)
     return out
@@ -236,10 +219,7 @@ def build_source(
 
 def continue_source(steps: int, progress: bool = True) -> Path:
     """More phase-B training of the shipped G_s/D_s (e.g. to improve a first-pass asset), then save."""
-    spec = SOURCE
-    data = paired_dataset(
-        spec["n_data"], spec["style"], spec["data_seed"], cache=WORK / "data_photo.pt", progress=progress
-    )
+    data = _source_data(progress)
     src = load_networks(DATA / "G_s.safetensors")
     previous = json.loads((DATA / "G_s.json").read_text())
     G, D = src.G.train().requires_grad_(True), src.D
@@ -253,22 +233,7 @@ def continue_source(steps: int, progress: bool = True) -> Path:
         "G_s",
         previous["training_seconds"] + res.seconds,
         cfg,
-        {
-            k: v
-            for k, v in previous.items()
-            if k
-            not in (
-                "asset",
-                "command",
-                "training_seconds",
-                "size_bytes",
-                "torch",
-                "threads",
-                "train_config",
-                "continued",
-            )
-        }
-        | {"continued": history},
+        _carried_over(previous, drop=("continued",)) | {"continued": history},
     )
     return out
 
@@ -302,7 +267,7 @@ def build_target(style: str, steps: int, progress: bool = True) -> Path:
         {
             **{k: v for k, v in spec.items() if k != "name"},
             "finetuned_from": str(base.relative_to(REPO)),
-            "final_l1": sum(h["g_recon"] for h in res.history[-50:]) / len(res.history[-50:]),
+            "final_l1": _final_l1(res.history),
         },
     )
     return out
