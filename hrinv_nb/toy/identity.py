@@ -20,10 +20,8 @@ Rebuild the weights (and the JSON provenance with the measured retrieval) with
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hrinv_nb.toy.rebuild import rebuild_main
 from hrinv_nb.toy.render import N_IDENTITY, N_NUISANCE, STYLES, render, sample_identity, sample_nuisance
 from hrinv_nb.toy.vgg import (
     DATA_DIR,
@@ -390,34 +389,15 @@ def train_id_embedder(
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """CLI: (re)build the toy identity embedder and write its JSON provenance next to it."""
-    parser = argparse.ArgumentParser(prog="python -m hrinv_nb.toy.identity", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=ID_EMBEDDER_PATH)
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--ids-per-batch", type=int, default=32)
-    parser.add_argument("--n-ids", type=int, default=4000)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--eval-ids", type=int, default=100)
-    parser.add_argument("--eval-per-style", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--no-cache", action="store_true", help="do not read/write data/_work/")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    provenance = train_id_embedder(
-        args.out,
-        args.steps,
-        args.seed,
-        ids_per_batch=args.ids_per_batch,
-        n_ids=args.n_ids,
-        lr=args.lr,
-        eval_ids=args.eval_ids,
-        eval_per_style=args.eval_per_style,
-        work_dir=None if args.no_cache else WORK_DIR,
+    return rebuild_main(
+        train_id_embedder,
+        argv,
+        prog="python -m hrinv_nb.toy.identity",
+        description=__doc__.split("\n")[0],
+        out_default=ID_EMBEDDER_PATH,
+        options=("steps", "seed", "ids_per_batch", "n_ids", "lr", "eval_ids", "eval_per_style"),
+        report="retrieval",
     )
-    provenance["command"] = " ".join(["python -m hrinv_nb.toy.identity", *(sys.argv[1:] if argv is None else argv)])
-    args.out.with_suffix(".json").write_text(json.dumps(provenance, indent=2) + "\n")
-    print(json.dumps(provenance["retrieval"], indent=2))
-    return provenance
 
 
 if __name__ == "__main__":

@@ -24,12 +24,10 @@ weights. Rebuild it with ``python -m hrinv_nb.toy.vgg`` (writes the weights and 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hrinv_nb.torch_files import load_torch_file
+from hrinv_nb.toy.rebuild import rebuild_main
 from hrinv_nb.toy.render import N_IDENTITY, NUISANCE_FACTORS, STYLES, render, sample_identity, sample_nuisance
 
 __all__ = [
@@ -416,32 +415,15 @@ def train_toy_vgg(
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """CLI: (re)build the toy VGG16 trunk and write its JSON provenance next to it."""
-    parser = argparse.ArgumentParser(prog="python -m hrinv_nb.toy.vgg", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=TOY_VGG_PATH)
-    parser.add_argument("--steps", type=int, default=1200)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=48)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--n-train", type=int, default=12000)
-    parser.add_argument("--n-val", type=int, default=1000)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--no-cache", action="store_true", help="do not read/write data/_work/")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    provenance = train_toy_vgg(
-        args.out,
-        args.steps,
-        args.seed,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        n_train=args.n_train,
-        n_val=args.n_val,
-        work_dir=None if args.no_cache else WORK_DIR,
+    return rebuild_main(
+        train_toy_vgg,
+        argv,
+        prog="python -m hrinv_nb.toy.vgg",
+        description=__doc__.split("\n")[0],
+        out_default=TOY_VGG_PATH,
+        options=("steps", "seed", "batch_size", "lr", "n_train", "n_val"),
+        report="heldout",
     )
-    provenance["command"] = " ".join(["python -m hrinv_nb.toy.vgg", *(sys.argv[1:] if argv is None else argv)])
-    args.out.with_suffix(".json").write_text(json.dumps(provenance, indent=2) + "\n")
-    print(json.dumps(provenance["heldout"], indent=2))
-    return provenance
 
 
 if __name__ == "__main__":
