@@ -78,10 +78,7 @@ class INRSynthesisNetwork(SynthesisNetwork):
         return_ori_out: bool = False,
         **block_kwargs: Any,
     ):
-        ws = ws.to(torch.float32)
-        x = img = None
-        for res, cur_ws in zip(self.block_resolutions, self.block_ws(ws)):
-            x, img = getattr(self, f"b{res}")(x, img, cur_ws, noise_mode=noise_mode, **block_kwargs)
+        x, img = self.run_blocks(ws, noise_mode, **block_kwargs)
         out = self.inr_net(x, shape or self.shape)
         return (out, img) if return_ori_out else out
 

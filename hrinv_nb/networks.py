@@ -33,6 +33,15 @@ DEFAULT_FILTER = (1, 3, 3, 1)
 NOISE_MODES = ("const", "random", "none")
 
 
+def init_kwargs_from(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A network's ``init_kwargs`` (what checkpoints store to rebuild it) from its constructor's ``locals()``,
+    taken before any other local is bound: every argument but ``self``, in signature order, with each
+    ``*_kwargs`` dict copied (``None`` -> ``{}``)."""
+    return {
+        k: dict(v or {}) if k.endswith("_kwargs") else v for k, v in arguments.items() if k not in ("self", "__class__")
+    }
+
+
 class FullyConnectedLayer(nn.Module):
     """Equalised-lr dense layer: ``weight * lr_multiplier / sqrt(in)`` and ``bias * lr_multiplier``."""
 
@@ -424,12 +433,18 @@ class SynthesisNetwork(nn.Module):
             idx += block.num_conv
         return out
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "random", **block_kwargs: Any) -> torch.Tensor:
+    def run_blocks(
+        self, ws: torch.Tensor, noise_mode: str = "random", **block_kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run b4 ... b{img_resolution}: the last block's features ``x`` and the image ``img``."""
         ws = ws.to(torch.float32)
         x = img = None
         for res, cur_ws in zip(self.block_resolutions, self.block_ws(ws)):
             x, img = getattr(self, f"b{res}")(x, img, cur_ws, noise_mode=noise_mode, **block_kwargs)
-        return img
+        return x, img
+
+    def forward(self, ws: torch.Tensor, noise_mode: str = "random", **block_kwargs: Any) -> torch.Tensor:
+        return self.run_blocks(ws, noise_mode, **block_kwargs)[1]
 
 
 class Generator(nn.Module):
@@ -448,15 +463,7 @@ class Generator(nn.Module):
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
-        self.init_kwargs = dict(
-            z_dim=z_dim,
-            c_dim=c_dim,
-            w_dim=w_dim,
-            img_resolution=img_resolution,
-            img_channels=img_channels,
-            mapping_kwargs=dict(mapping_kwargs or {}),
-            synthesis_kwargs=dict(synthesis_kwargs or {}),
-        )
+        self.init_kwargs = init_kwargs_from(locals())
         self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, **(synthesis_kwargs or {}))
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, num_ws=self.num_ws, **(mapping_kwargs or {}))
@@ -645,20 +652,7 @@ class Discriminator(nn.Module):
         super().__init__()
         assert img_resolution >= 4 and img_resolution & (img_resolution - 1) == 0, "resolution must be a power of 2"
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
-        self.init_kwargs = dict(
-            c_dim=c_dim,
-            img_resolution=img_resolution,
-            img_channels=img_channels,
-            architecture=architecture,
-            channel_base=channel_base,
-            channel_max=channel_max,
-            num_fp16_res=num_fp16_res,
-            conv_clamp=conv_clamp,
-            cmap_dim=cmap_dim,
-            block_kwargs=dict(block_kwargs or {}),
-            mapping_kwargs=dict(mapping_kwargs or {}),
-            epilogue_kwargs=dict(epilogue_kwargs or {}),
-        )
+        self.init_kwargs = init_kwargs_from(locals())
         log2 = int(np.log2(img_resolution))
         self.block_resolutions = [2**i for i in range(log2, 2, -1)]
         channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions + [4]}
