@@ -471,6 +471,16 @@ def _flatten_stub(stub: PersistentStub, prefix: str = "") -> dict[str, torch.Ten
     return out
 
 
+def _build_from_stub(kind: str, stub: PersistentStub, source: str) -> Any:
+    """Build ``kind`` (``"generator"``/``"discriminator"``) from a pickled network: its constructor arguments
+    (positional ones named by the class's signature) and its flattened state."""
+    registry, default = (
+        (GENERATOR_CLASSES, Generator) if kind == "generator" else (DISCRIMINATOR_CLASSES, Discriminator)
+    )
+    kwargs = _kwargs_from_stub(stub, registry.get(stub.class_name, default))
+    return build_network(kind, kwargs, _flatten_stub(stub), source, stub.class_name)
+
+
 def _read_pickle_networks(path: Path) -> tuple[Any, Any, dict[str, Any]]:
     data = read_pickle(path)
     if isinstance(data, PersistentStub):
@@ -482,22 +492,8 @@ def _read_pickle_networks(path: Path) -> tuple[Any, Any, dict[str, Any]]:
     if not isinstance(g_stub, PersistentStub):
         raise file_error(path, f"snapshot has no 'G_ema' or 'G' network (keys: {_short_list(snapshot_keys)})")
     d_stub = data.get("D") if isinstance(data.get("D"), PersistentStub) else None
-    G = build_network(
-        "generator",
-        _kwargs_from_stub(g_stub, GENERATOR_CLASSES.get(g_stub.class_name, Generator)),
-        _flatten_stub(g_stub),
-        f"{path} [G_ema]",
-        g_stub.class_name,
-    )
-    D = None
-    if d_stub is not None:
-        D = build_network(
-            "discriminator",
-            _kwargs_from_stub(d_stub, DISCRIMINATOR_CLASSES.get(d_stub.class_name, Discriminator)),
-            _flatten_stub(d_stub),
-            f"{path} [D]",
-            d_stub.class_name,
-        )
+    G = _build_from_stub("generator", g_stub, f"{path} [G_ema]")
+    D = _build_from_stub("discriminator", d_stub, f"{path} [D]") if d_stub is not None else None
     meta = {"snapshot_keys": snapshot_keys, "training_set_kwargs": to_plain(data.get("training_set_kwargs"))}
     return G, D, meta
 
@@ -519,6 +515,17 @@ def _json_meta(meta: dict[str, str], key: str, path: Path) -> dict[str, Any]:
     return value
 
 
+def _build_from_metadata(kind: str, sd: dict[str, torch.Tensor], meta: dict[str, str], path: Path, missing: str) -> Any:
+    """Build ``kind`` (``"generator"``/``"discriminator"``) from its tensors and the ``<kind>_init_kwargs`` and
+    ``<kind>_class`` metadata of a safetensors file; ``missing`` is the refusal when the arguments are absent."""
+    key = f"{kind}_init_kwargs"
+    if key not in meta:
+        raise file_error(path, missing)
+    return build_network(
+        kind, _json_meta(meta, key, path), sd, f"{path} [{kind[0].upper()}]", meta.get(f"{kind}_class")
+    )
+
+
 def _read_safetensors_networks(path: Path) -> tuple[Any, Any, dict[str, Any]]:
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -530,25 +537,13 @@ def _read_safetensors_networks(path: Path) -> tuple[Any, Any, dict[str, Any]]:
         raise file_error(path, f"not a readable safetensors file: {reason(e)}") from e
     if not g_sd:
         raise file_error(path, "no generator tensors (keys starting with 'G.')")
-    if "generator_init_kwargs" not in meta:
-        raise file_error(path, "metadata lacks 'generator_init_kwargs' (JSON constructor arguments)")
-    G = build_network(
-        "generator",
-        _json_meta(meta, "generator_init_kwargs", path),
-        g_sd,
-        f"{path} [G]",
-        meta.get("generator_class"),
+    G = _build_from_metadata(
+        "generator", g_sd, meta, path, "metadata lacks 'generator_init_kwargs' (JSON constructor arguments)"
     )
     D = None
     if d_sd:
-        if "discriminator_init_kwargs" not in meta:
-            raise file_error(path, "D.* tensors present but metadata lacks 'discriminator_init_kwargs'")
-        D = build_network(
-            "discriminator",
-            _json_meta(meta, "discriminator_init_kwargs", path),
-            d_sd,
-            f"{path} [D]",
-            meta.get("discriminator_class"),
+        D = _build_from_metadata(
+            "discriminator", d_sd, meta, path, "D.* tensors present but metadata lacks 'discriminator_init_kwargs'"
         )
     meta["extra_keys"] = sorted(k for k in keys if not k.startswith(("G.", "D.")))
     return G, D, meta
