@@ -407,8 +407,9 @@ def cost_figure(series: dict[str, Sequence[dict[str, Any]]], *, title: str | Non
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for j, label in enumerate(labels):
         times, mems, hatches = [], [], []
+        paper = label.startswith("paper")
         for task in TASKS:
-            if label.startswith("paper"):
+            if paper:
                 ref = paper_cost(task)
                 times.append(ref["seconds"])
                 mems.append(ref["gpu_mem_gb"] / 1.073741824)  # GB → GiB
@@ -419,24 +420,11 @@ def cost_figure(series: dict[str, Sequence[dict[str, Any]]], *, title: str | Non
             mems.append(row["peak_mem_gib"] if row else np.nan)
             hatches.append("//" if row and row.get("extrapolated") else "")
         offset = (j - (len(labels) - 1) / 2) * width
-        bars = axes[0].bar(
-            x + offset,
-            times,
-            width,
-            label=label,
-            fill=not label.startswith("paper"),
-            edgecolor="k" if label.startswith("paper") else None,
-        )
+        bars_style = dict(label=label, fill=not paper, edgecolor="k" if paper else None)
+        bars = axes[0].bar(x + offset, times, width, **bars_style)
         for bar, hatch in zip(bars, hatches):
             bar.set_hatch(hatch)
-        axes[1].bar(
-            x + offset,
-            mems,
-            width,
-            label=label,
-            fill=not label.startswith("paper"),
-            edgecolor="k" if label.startswith("paper") else None,
-        )
+        axes[1].bar(x + offset, mems, width, **bars_style)
     names = [
         f"{PAPER_TASK[t]}\n({paper_cost(t)['length']})" if t != "generation" else "Generation\n(1 image)" for t in TASKS
     ]
