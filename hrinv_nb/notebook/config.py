@@ -38,7 +38,7 @@ import os
 import re
 import time
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -372,6 +372,19 @@ def build_config(
     return NotebookConfig(notebook=notebook, values=values, device=device, figures_dir=figures_dir)
 
 
+def from_env_reference(value: str, unset: Callable[[str], str]) -> str:
+    """``value``, or for ``'$VAR'`` / ``'${VAR}'`` the value of that environment variable.
+
+    Raises ``FileNotFoundError(unset(VAR))`` where the variable is not set (or empty).
+    """
+    if not value.startswith("$"):
+        return value
+    var = value[1:].strip("{}")
+    if not os.environ.get(var):
+        raise FileNotFoundError(unset(var))
+    return os.environ[var]
+
+
 def asset_path(value: str, toy_name: str | None = None, *, what: str = "asset") -> Path:
     """Resolve an asset parameter: ``''`` → ``data/<toy_name>``; ``'$VAR'`` → that environment variable; else a path.
 
@@ -386,15 +399,14 @@ def asset_path(value: str, toy_name: str | None = None, *, what: str = "asset") 
                 f"embedded toy asset {path} is missing; regenerate it with the command in data/README.md"
             )
         return path
-    if value.startswith("$"):
-        var = value[1:].strip("{}")
-        if not os.environ.get(var):
-            raise FileNotFoundError(
-                f"{what}: the environment variable {var} is not set; download the file yourself (nothing is "
-                f"downloaded here), put it anywhere (e.g. {DATA / 'pretrained'}), and set {var}=/path/to/file, "
-                f"or pass the path as a parameter"
-            )
-        value = os.environ[var]
+    value = from_env_reference(
+        value,
+        lambda var: (
+            f"{what}: the environment variable {var} is not set; download the file yourself (nothing is "
+            f"downloaded here), put it anywhere (e.g. {DATA / 'pretrained'}), and set {var}=/path/to/file, "
+            f"or pass the path as a parameter"
+        ),
+    )
     path = Path(value).expanduser()
     if not path.is_absolute() and not path.exists():
         path = REPO / path

@@ -140,20 +140,20 @@ def load_contents(content_dir: str, n: int, size: int, seed: int) -> tuple[torch
     from pathlib import Path
 
     from ..images import load_image
+    from ..notebook.config import from_env_reference
     from ..toy.render import render_from_seed
 
     assert n >= 1, n
     if not content_dir:
         imgs, masks = render_from_seed(seed, n, style="photo", size=(size, size), return_mask=True)
         return imgs, masks, f"photo renders (seed {seed}), renderer head masks"
-    if content_dir.startswith("$"):
-        var = content_dir[1:].strip("{}")
-        if not os.environ.get(var):
-            raise FileNotFoundError(
-                f"content_dir: the environment variable {var} is not set; point it at a local folder "
-                f"of face images (nothing is downloaded)"
-            )
-        content_dir = os.environ[var]
+    content_dir = from_env_reference(
+        content_dir,
+        lambda var: (
+            f"content_dir: the environment variable {var} is not set; point it at a local folder "
+            f"of face images (nothing is downloaded)"
+        ),
+    )
     folder = Path(content_dir).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"content_dir: {folder} is not a folder of images")
