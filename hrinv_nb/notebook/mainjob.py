@@ -38,6 +38,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -232,28 +233,48 @@ def fixture_sample_grid(out: Path, n: int = 8, seed: int = 0) -> Path:
     return out
 
 
-def _summary(
-    preset: str | None,
-    parameters: Mapping[str, object],
-    notebooks: Sequence[Path],
-    times: Mapping[str, float],
-    failed: Sequence[str],
-    status: str,
-    running: str | None = None,
-    interrupted: Mapping[str, object] | None = None,
-) -> dict[str, object]:
-    in_flight = running or (interrupted or {}).get("notebook")
-    return {
-        "status": status,  # running | ok | failed | interrupted
-        "preset": preset,
-        "parameters": dict(parameters),
-        "notebooks": [nb.name for nb in notebooks],
-        "running": running,
-        "completed": [name for name in times if name not in failed and name != in_flight],
-        "failed": list(failed),
-        "interrupted": dict(interrupted) if interrupted else None,
-        "seconds": dict(times),
-    }
+@dataclass
+class _RunLog:
+    """A run of notebooks as ``run_dir/summary.json`` records it: what runs, with what, how long, what failed."""
+
+    run_dir: Path
+    preset: str | None
+    parameters: Mapping[str, object]
+    notebooks: Sequence[Path]
+    times: dict[str, float] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+
+    def summary(
+        self, status: str, running: str | None = None, interrupted: Mapping[str, object] | None = None
+    ) -> dict[str, object]:
+        """The summary with ``status`` (running | ok | failed | interrupted) and the notebook in flight."""
+        in_flight = running or (interrupted or {}).get("notebook")
+        return {
+            "status": status,  # running | ok | failed | interrupted
+            "preset": self.preset,
+            "parameters": dict(self.parameters),
+            "notebooks": [nb.name for nb in self.notebooks],
+            "running": running,
+            "completed": [name for name in self.times if name not in self.failed and name != in_flight],
+            "failed": list(self.failed),
+            "interrupted": dict(interrupted) if interrupted else None,
+            "seconds": dict(self.times),
+        }
+
+    def write(self, status: str, running: str | None = None, interrupted: Mapping[str, object] | None = None) -> Path:
+        """Rewrite ``run_dir/summary.json`` (:meth:`summary`)."""
+        return write_summary(self.run_dir, self.summary(status, running, interrupted))
+
+    def record_interrupt(self, nb: Path, t0: float, err: BaseException) -> None:
+        """Time ``nb`` (started at ``t0``), write the summary as interrupted by ``err``'s signal, say so on stderr."""
+        self.times[nb.name] = round(time.perf_counter() - t0, 1)
+        sig = getattr(err, "signal", "SIGINT")
+        self.write("interrupted", interrupted={"notebook": nb.name, "signal": sig})
+        print(
+            f"INTERRUPTED ({sig}) during {nb.name}; summary in {self.run_dir / 'summary.json'}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def write_summary(run_dir: Path, summary: Mapping[str, object]) -> Path:
@@ -282,12 +303,12 @@ def run_notebooks(
 
     all_params = {nb: notebook_parameters(nb, preset, parameters) for nb in notebooks}
     run_dir.mkdir(parents=True, exist_ok=True)
-    failed: list[str] = []
-    times: dict[str, float] = {}
+    log = _RunLog(run_dir, preset, parameters, notebooks)
+    failed, times = log.failed, log.times
     for i, nb in enumerate(notebooks, 1):
         t0 = time.perf_counter()
         print(f"[{i}/{len(notebooks)}] {nb.name} ...", flush=True)
-        write_summary(run_dir, _summary(preset, parameters, notebooks, times, failed, "running", running=nb.name))
+        log.write("running", running=nb.name)
         try:
             pm.execute_notebook(
                 str(nb),
@@ -299,48 +320,20 @@ def run_notebooks(
                 execution_timeout=CELL_TIMEOUT_S,
             )
         except (KeyboardInterrupt, Interrupted) as err:
-            _record_interrupt(run_dir, preset, parameters, notebooks, times, failed, nb, t0, err)
+            log.record_interrupt(nb, t0, err)
             raise Interrupted(getattr(err, "signal", "SIGINT")) from err
         except Exception as e:  # papermill raises PapermillExecutionError with the cell's traceback
             if _kernel_interrupted(e):
-                _record_interrupt(run_dir, preset, parameters, notebooks, times, failed, nb, t0, KeyboardInterrupt())
+                log.record_interrupt(nb, t0, KeyboardInterrupt())
                 raise Interrupted("SIGINT") from e
             failed.append(nb.name)
             print(f"[{i}/{len(notebooks)}] FAILED {nb.name}: {type(e).__name__}: {str(e)[:2000]}", flush=True)
         times[nb.name] = round(time.perf_counter() - t0, 1)
         status = "running" if i < len(notebooks) else ("failed" if failed else "ok")
-        write_summary(run_dir, _summary(preset, parameters, notebooks, times, failed, status))
+        log.write(status)
         if nb.name not in failed:
             print(f"[{i}/{len(notebooks)}] {nb.name} done in {times[nb.name]:.0f} s", flush=True)
     return failed
-
-
-def _record_interrupt(
-    run_dir: Path,
-    preset: str | None,
-    parameters: Mapping[str, object],
-    notebooks: Sequence[Path],
-    times: dict[str, float],
-    failed: Sequence[str],
-    nb: Path,
-    t0: float,
-    err: BaseException,
-) -> None:
-    times[nb.name] = round(time.perf_counter() - t0, 1)
-    sig = getattr(err, "signal", "SIGINT")
-    write_summary(
-        run_dir,
-        _summary(
-            preset,
-            parameters,
-            notebooks,
-            times,
-            failed,
-            "interrupted",
-            interrupted={"notebook": nb.name, "signal": sig},
-        ),
-    )
-    print(f"INTERRUPTED ({sig}) during {nb.name}; summary in {run_dir / 'summary.json'}", file=sys.stderr, flush=True)
 
 
 def _raise_interrupted(signum: int, frame: object) -> None:
