@@ -4,17 +4,68 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.hrinv-installed
 
-.PHONY: setup figures test bench strip clean-venv
+# The pinned torch pair (the same pins are in constraints.txt; tests/test_packaging.py checks they agree).
+TORCH_VERSION       := 2.14.1
+TORCHVISION_VERSION := 0.29.1
+# Where torch and torchvision come from. Empty (the default): the default package index, whose Linux
+# wheels are the large CUDA build. A CPU-only user can pick a CPU wheel index instead, e.g.
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# (torch/torchvision only, --no-deps: their dependencies then come pinned from constraints.txt.)
+# Changing it on an existing venv: `make clean-venv` first.
+TORCH_INDEX ?=
+TORCH_PIP_ARGS := $(if $(strip $(TORCH_INDEX)),--index-url $(TORCH_INDEX) --no-deps)
+TORCH_INSTALL  := $(strip pip install $(TORCH_PIP_ARGS) torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION))
+# The extras `make setup` installs: the tests' (test, dev; align for the alignment tests, fid for FID),
+# and notebooks for a Jupyter front end. constraints.txt pins every package of exactly this set.
+EXTRAS := test,dev,notebooks,fid,align
+CONSTRAINTS := constraints.txt
+# Where `make lock` builds its throw-away environment.
+LOCKENV ?= /tmp/hrinv-lockenv
+
+.PHONY: setup system-deps lock figures test bench strip clean-venv
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -e '.[test,dev]'
+	$(PY) -m pip install --upgrade pip -c $(CONSTRAINTS)
+	$(PY) -m $(TORCH_INSTALL)
+	$(PY) -m pip install -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (hrinv-nb)"
 	touch $(STAMP)
+
+# System packages the tests use: Debian's libdlib-data (the 68-landmark model for hrinv_nb.align, never
+# vendored). Installs with apt-get as root; elsewhere prints what to install and goes on (the alignment
+# tests then skip with a reason).
+DLIB_MODEL := /usr/share/dlib/shape_predictor_68_face_landmarks.dat
+system-deps:
+	@if [ -f $(DLIB_MODEL) ]; then \
+	  echo "system-deps: $(DLIB_MODEL) present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libdlib-data; \
+	else \
+	  echo "system-deps: skipped (needs root and apt-get): install Debian's libdlib-data for $(DLIB_MODEL);"; \
+	  echo "system-deps: without it the face-alignment tests skip."; \
+	fi
+
+# Regenerate constraints.txt: a fresh venv in $(LOCKENV), the pinned torch pair, the package with
+# $(EXTRAS), then `pip freeze --all --exclude-editable`. Run with the default TORCH_INDEX.
+lock:
+	rm -rf $(LOCKENV)
+	$(PYTHON) -m venv $(LOCKENV)
+	$(LOCKENV)/bin/python -m pip install --upgrade pip
+	$(LOCKENV)/bin/python -m pip install torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION)
+	$(LOCKENV)/bin/python -m pip install -e '.[$(EXTRAS)]'
+	{ printf '%s\n' \
+	  "# Every package of a working hrinv_nb environment, pinned: \`make setup\` installs with -c $(CONSTRAINTS)," \
+	  "# so two fresh installs get the same versions. Made by \`make lock\` (on Linux x86_64 with" \
+	  "# $$($(LOCKENV)/bin/python -V)): a fresh venv, pip install --upgrade pip," \
+	  "# pip install torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION), pip install -e '.[$(EXTRAS)]'," \
+	  "# then pip freeze --all --exclude-editable. To regenerate after changing pyproject.toml or the torch" \
+	  "# pins: \`make lock\`, then commit this file. Packages a platform does not need (nvidia-*) are simply" \
+	  "# not installed there."; \
+	  $(LOCKENV)/bin/python -m pip freeze --all --exclude-editable; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 
 figures: setup
 	$(PY) -m hrinv_nb.notebook.mainjob $(ARGS)
