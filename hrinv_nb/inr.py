@@ -61,9 +61,10 @@ class INRNetwork(nn.Module):
 class INRSynthesisNetwork(SynthesisNetwork):
     """StyleGAN2 synthesis blocks followed by :class:`INRNetwork` on the last block's features."""
 
-    def __init__(
-        self, w_dim: int, img_resolution: int, img_channels: int, inr_net_kwargs: dict | None = None, **kwargs: Any
-    ) -> None:
+    # fmt: off
+    def __init__(self, w_dim: int, img_resolution: int, img_channels: int, inr_net_kwargs: dict | None = None, **kwargs: Any
+                ) -> None:
+    # fmt: on
         super().__init__(w_dim, img_resolution, img_channels, **kwargs)
         last = getattr(self, f"b{img_resolution}")
         in_ch = last.conv1.weight.shape[0]
@@ -86,17 +87,11 @@ class INRSynthesisNetwork(SynthesisNetwork):
 class StyleINRGenerator(Generator):
     """A :class:`Generator` whose synthesis ends in an INR head (``synthesis.inr_net.*``)."""
 
-    def __init__(
-        self,
-        z_dim: int,
-        c_dim: int,
-        w_dim: int,
-        img_resolution: int,
-        img_channels: int,
-        mapping_kwargs: dict | None = None,
-        synthesis_kwargs: dict | None = None,
-        inr_net_kwargs: dict | None = None,
-    ) -> None:
+    # fmt: off
+    def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
+                 mapping_kwargs: dict | None = None, synthesis_kwargs: dict | None = None,
+                 inr_net_kwargs: dict | None = None) -> None:
+    # fmt: on
         super().__init__(z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs, synthesis_kwargs)
         self.synthesis = INRSynthesisNetwork(
             w_dim, img_resolution, img_channels, inr_net_kwargs=inr_net_kwargs, **(synthesis_kwargs or {})

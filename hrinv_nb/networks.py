@@ -45,15 +45,10 @@ def init_kwargs_from(arguments: dict[str, Any]) -> dict[str, Any]:
 class FullyConnectedLayer(nn.Module):
     """Equalised-lr dense layer: ``weight * lr_multiplier / sqrt(in)`` and ``bias * lr_multiplier``."""
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        bias: bool = True,
-        activation: str = "linear",
-        lr_multiplier: float = 1.0,
-        bias_init: float = 0.0,
-    ) -> None:
+    # fmt: off
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str = "linear",
+                 lr_multiplier: float = 1.0, bias_init: float = 0.0) -> None:
+    # fmt: on
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.activation = activation
@@ -81,20 +76,12 @@ class FullyConnectedLayer(nn.Module):
 class Conv2dLayer(nn.Module):
     """Equalised-lr convolution with optional FIR up/down-sampling, bias, activation and clamp."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        bias: bool = True,
-        activation: str = "linear",
-        up: int = 1,
-        down: int = 1,
-        resample_filter: tuple[float, ...] | list[float] = DEFAULT_FILTER,
-        conv_clamp: float | None = None,
-        channels_last: bool = False,
-        trainable: bool = True,
-    ) -> None:
+    # fmt: off
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True,
+                 activation: str = "linear", up: int = 1, down: int = 1,
+                 resample_filter: tuple[float, ...] | list[float] = DEFAULT_FILTER, conv_clamp: float | None = None,
+                 channels_last: bool = False, trainable: bool = True) -> None:
+    # fmt: on
         super().__init__()
         self.activation, self.up, self.down, self.conv_clamp = activation, up, down, conv_clamp
         self.register_buffer("resample_filter", setup_filter(list(resample_filter)))
@@ -129,19 +116,11 @@ class Conv2dLayer(nn.Module):
 class MappingNetwork(nn.Module):
     """z (and label c) -> w, broadcast to ``num_ws`` rows, with optional truncation."""
 
-    def __init__(
-        self,
-        z_dim: int,
-        c_dim: int,
-        w_dim: int,
-        num_ws: int | None,
-        num_layers: int = 8,
-        embed_features: int | None = None,
-        layer_features: int | None = None,
-        activation: str = "lrelu",
-        lr_multiplier: float = 0.01,
-        w_avg_beta: float | None = 0.995,
-    ) -> None:
+    # fmt: off
+    def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int | None, num_layers: int = 8,
+                 embed_features: int | None = None, layer_features: int | None = None, activation: str = "lrelu",
+                 lr_multiplier: float = 0.01, w_avg_beta: float | None = 0.995) -> None:
+    # fmt: on
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
         self.num_layers, self.w_avg_beta = num_layers, w_avg_beta
@@ -199,20 +178,12 @@ class MappingNetwork(nn.Module):
 class SynthesisLayer(nn.Module):
     """Modulated 3x3 convolution (optionally 2x upsampling), noise injection, bias, lrelu, clamp."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        w_dim: int,
-        resolution: int,
-        kernel_size: int = 3,
-        up: int = 1,
-        use_noise: bool = True,
-        activation: str = "lrelu",
-        resample_filter: tuple[float, ...] | list[float] = DEFAULT_FILTER,
-        conv_clamp: float | None = None,
-        channels_last: bool = False,
-    ) -> None:
+    # fmt: off
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, kernel_size: int = 3,
+                 up: int = 1, use_noise: bool = True, activation: str = "lrelu",
+                 resample_filter: tuple[float, ...] | list[float] = DEFAULT_FILTER, conv_clamp: float | None = None,
+                 channels_last: bool = False) -> None:
+    # fmt: on
         super().__init__()
         self.resolution, self.up, self.use_noise = resolution, up, use_noise
         self.activation, self.conv_clamp = activation, conv_clamp
@@ -261,15 +232,10 @@ class SynthesisLayer(nn.Module):
 class ToRGBLayer(nn.Module):
     """1x1 modulated convolution without demodulation, to image channels."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        w_dim: int,
-        kernel_size: int = 1,
-        conv_clamp: float | None = None,
-        channels_last: bool = False,
-    ) -> None:
+    # fmt: off
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 1,
+                 conv_clamp: float | None = None, channels_last: bool = False) -> None:
+    # fmt: on
         super().__init__()
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
@@ -286,21 +252,12 @@ class ToRGBLayer(nn.Module):
 class SynthesisBlock(nn.Module):
     """One resolution of the synthesis network: [const | conv0 (up)] -> conv1 -> torgb (skip)."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        w_dim: int,
-        resolution: int,
-        img_channels: int,
-        is_last: bool,
-        architecture: str = "skip",
-        resample_filter: tuple[float, ...] | list[float] = DEFAULT_FILTER,
-        conv_clamp: float | None = None,
-        use_fp16: bool = False,
-        fp16_channels_last: bool = False,
-        **layer_kwargs: Any,
-    ) -> None:
+    # fmt: off
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
+                 is_last: bool, architecture: str = "skip",
+                 resample_filter: tuple[float, ...] | list[float] = DEFAULT_FILTER, conv_clamp: float | None = None,
+                 use_fp16: bool = False, fp16_channels_last: bool = False, **layer_kwargs: Any) -> None:
+    # fmt: on
         super().__init__()
         assert architecture in ("orig", "skip", "resnet"), f"unknown architecture {architecture!r}"
         self.in_channels, self.w_dim, self.resolution = in_channels, w_dim, resolution
@@ -385,16 +342,10 @@ class SynthesisBlock(nn.Module):
 class SynthesisNetwork(nn.Module):
     """Blocks b4 ... b{img_resolution}; ``forward(ws [B,num_ws,w_dim]) -> img [B,C,R,R]``."""
 
-    def __init__(
-        self,
-        w_dim: int,
-        img_resolution: int,
-        img_channels: int,
-        channel_base: int = 32768,
-        channel_max: int = 512,
-        num_fp16_res: int = 0,
-        **block_kwargs: Any,
-    ) -> None:
+    # fmt: off
+    def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 32768,
+                 channel_max: int = 512, num_fp16_res: int = 0, **block_kwargs: Any) -> None:
+    # fmt: on
         super().__init__()
         assert img_resolution >= 4 and img_resolution & (img_resolution - 1) == 0, "resolution must be a power of 2"
         self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
@@ -450,16 +401,10 @@ class SynthesisNetwork(nn.Module):
 class Generator(nn.Module):
     """StyleGAN2-ADA generator: ``mapping`` (z -> ws) followed by ``synthesis`` (ws -> img)."""
 
-    def __init__(
-        self,
-        z_dim: int,
-        c_dim: int,
-        w_dim: int,
-        img_resolution: int,
-        img_channels: int,
-        mapping_kwargs: dict[str, Any] | None = None,
-        synthesis_kwargs: dict[str, Any] | None = None,
-    ) -> None:
+    # fmt: off
+    def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
+                 mapping_kwargs: dict[str, Any] | None = None, synthesis_kwargs: dict[str, Any] | None = None) -> None:
+    # fmt: on
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
@@ -483,22 +428,12 @@ class Generator(nn.Module):
 class DiscriminatorBlock(nn.Module):
     """One resolution of the discriminator: [fromrgb] -> conv0 -> conv1 (down) [+ resnet skip]."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        tmp_channels: int,
-        out_channels: int,
-        resolution: int,
-        img_channels: int,
-        first_layer_idx: int,
-        architecture: str = "resnet",
-        activation: str = "lrelu",
-        resample_filter: tuple[float, ...] | list[float] = DEFAULT_FILTER,
-        conv_clamp: float | None = None,
-        use_fp16: bool = False,
-        fp16_channels_last: bool = False,
-        freeze_layers: int = 0,
-    ) -> None:
+    # fmt: off
+    def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, resolution: int, img_channels: int,
+                 first_layer_idx: int, architecture: str = "resnet", activation: str = "lrelu",
+                 resample_filter: tuple[float, ...] | list[float] = DEFAULT_FILTER, conv_clamp: float | None = None,
+                 use_fp16: bool = False, fp16_channels_last: bool = False, freeze_layers: int = 0) -> None:
+    # fmt: on
         super().__init__()
         assert architecture in ("orig", "skip", "resnet"), f"unknown architecture {architecture!r}"
         self.in_channels, self.resolution, self.img_channels = in_channels, resolution, img_channels
@@ -588,18 +523,11 @@ class MinibatchStdLayer(nn.Module):
 class DiscriminatorEpilogue(nn.Module):
     """The final 4x4 stage: [fromrgb] -> minibatch-std -> conv -> fc -> out (-> label projection)."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        cmap_dim: int,
-        resolution: int,
-        img_channels: int,
-        architecture: str = "resnet",
-        mbstd_group_size: int | None = 4,
-        mbstd_num_channels: int = 1,
-        activation: str = "lrelu",
-        conv_clamp: float | None = None,
-    ) -> None:
+    # fmt: off
+    def __init__(self, in_channels: int, cmap_dim: int, resolution: int, img_channels: int,
+                 architecture: str = "resnet", mbstd_group_size: int | None = 4, mbstd_num_channels: int = 1,
+                 activation: str = "lrelu", conv_clamp: float | None = None) -> None:
+    # fmt: on
         super().__init__()
         self.in_channels, self.cmap_dim, self.resolution, self.architecture = (
             in_channels,
@@ -634,21 +562,13 @@ class DiscriminatorEpilogue(nn.Module):
 class Discriminator(nn.Module):
     """StyleGAN2-ADA discriminator: blocks b{R} ... b8, then the b4 epilogue; ``D(img, c) -> [B,1]``."""
 
-    def __init__(
-        self,
-        c_dim: int,
-        img_resolution: int,
-        img_channels: int,
-        architecture: str = "resnet",
-        channel_base: int = 32768,
-        channel_max: int = 512,
-        num_fp16_res: int = 0,
-        conv_clamp: float | None = None,
-        cmap_dim: int | None = None,
-        block_kwargs: dict[str, Any] | None = None,
-        mapping_kwargs: dict[str, Any] | None = None,
-        epilogue_kwargs: dict[str, Any] | None = None,
-    ) -> None:
+    # fmt: off
+    def __init__(self, c_dim: int, img_resolution: int, img_channels: int, architecture: str = "resnet",
+                 channel_base: int = 32768, channel_max: int = 512, num_fp16_res: int = 0,
+                 conv_clamp: float | None = None, cmap_dim: int | None = None,
+                 block_kwargs: dict[str, Any] | None = None, mapping_kwargs: dict[str, Any] | None = None,
+                 epilogue_kwargs: dict[str, Any] | None = None) -> None:
+    # fmt: on
         super().__init__()
         assert img_resolution >= 4 and img_resolution & (img_resolution - 1) == 0, "resolution must be a power of 2"
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels

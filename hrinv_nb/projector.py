@@ -473,32 +473,16 @@ def _initial_w(
     return w_init.expand(1, rows, w_dim).clone()
 
 
-def project(
-    G: nn.Module,
-    target: torch.Tensor,
-    *,
-    loss: PerceptualLoss | str,
-    num_steps: int = 1000,
-    w_space: str = "w+",
-    optimize_noise: bool = True,
-    mse_weight: float = 50.0,
-    noise_reg_weight: float = 0.0,
-    lr: float = 0.1,
-    seed: int = 0,
-    progress: bool = True,
-    callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
-    w_avg_samples: int = 10000,
-    w_avg_seed: int = 303,
-    lr_rampup: float = 0.05,
-    lr_rampdown: float = 0.25,
-    latent_noise_factor: float = 0.05,
-    latent_noise_ramp: float = 0.75,
-    betas: tuple[float, float] = (0.9, 0.999),
-    normalize_noise: bool = True,
-    optimize_w: bool = True,
-    w_init: torch.Tensor | None = None,
-    c: torch.Tensor | None = None,
-) -> ProjectionResult:
+# fmt: off
+def project(G: nn.Module, target: torch.Tensor, *, loss: PerceptualLoss | str, num_steps: int = 1000,
+            w_space: str = "w+", optimize_noise: bool = True, mse_weight: float = 50.0, noise_reg_weight: float = 0.0,
+            lr: float = 0.1, seed: int = 0, progress: bool = True,
+            callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None, w_avg_samples: int = 10000,
+            w_avg_seed: int = 303, lr_rampup: float = 0.05, lr_rampdown: float = 0.25,
+            latent_noise_factor: float = 0.05, latent_noise_ramp: float = 0.75,
+            betas: tuple[float, float] = (0.9, 0.999), normalize_noise: bool = True, optimize_w: bool = True,
+            w_init: torch.Tensor | None = None, c: torch.Tensor | None = None) -> ProjectionResult:
+# fmt: on
     """Invert ``target`` ([1, 3, H, W] in [-1, 1]) into ``G`` (never mutated; a deep copy is optimised).
 
     ``loss``: a module from :func:`perceptual_loss` (its target is set here) or a loss name.

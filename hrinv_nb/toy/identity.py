@@ -285,24 +285,13 @@ def evaluate_id_retrieval(embed: Callable[[Tensor], Tensor], data: dict[str, Ten
 # Training
 
 
-def train_id_embedder(
-    out_path: str | os.PathLike,
-    steps: int = 1000,
-    seed: int = 0,
-    *,
-    ids_per_batch: int = 32,
-    n_ids: int = 4000,
-    lr: float = 2e-3,
-    weight_decay: float = 5e-4,
-    tau: float = 0.1,
-    factor_weight: float = 0.5,
-    width: int = 32,
-    dim: int = 128,
-    eval_ids: int = 100,
-    eval_per_style: int = 10,
-    work_dir: str | os.PathLike | None = WORK_DIR,
-    progress: bool = True,
-) -> dict[str, Any]:
+# fmt: off
+def train_id_embedder(out_path: str | os.PathLike, steps: int = 1000, seed: int = 0, *, ids_per_batch: int = 32,
+                      n_ids: int = 4000, lr: float = 2e-3, weight_decay: float = 5e-4, tau: float = 0.1,
+                      factor_weight: float = 0.5, width: int = 32, dim: int = 128, eval_ids: int = 100,
+                      eval_per_style: int = 10, work_dir: str | os.PathLike | None = WORK_DIR,
+                      progress: bool = True) -> dict[str, Any]:
+# fmt: on
     """Train the embedder on ``n_ids`` identities x 4 styles (64x64), save it, measure retrieval.
 
     Deterministic from ``seed`` (data: ``seed*1000+11``; init: ``seed``; batches and augmentation:
@@ -387,17 +376,13 @@ def train_id_embedder(
     }
 
 
+# The training options the command line exposes (flags and types come from train_id_embedder's defaults).
+_CLI_OPTIONS = ("steps", "seed", "ids_per_batch", "n_ids", "lr", "eval_ids", "eval_per_style")
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """CLI: (re)build the toy identity embedder and write its JSON provenance next to it."""
-    return rebuild_main(
-        train_id_embedder,
-        argv,
-        prog="python -m hrinv_nb.toy.identity",
-        description=__doc__.split("\n")[0],
-        out_default=ID_EMBEDDER_PATH,
-        options=("steps", "seed", "ids_per_batch", "n_ids", "lr", "eval_ids", "eval_per_style"),
-        report="retrieval",
-    )
+    return rebuild_main(train_id_embedder, argv, out_default=ID_EMBEDDER_PATH, options=_CLI_OPTIONS, report="retrieval")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from ..files import atomic_write
+
 __all__ = ["rebuild_main", "rebuild_parser"]
 
 TrainFn = Callable[..., dict[str, Any]]  # train_fn(out_path, **options) -> provenance dict
@@ -52,20 +54,18 @@ def rebuild_parser(
 
 
 def rebuild_main(
-    train_fn: TrainFn,
-    argv: Sequence[str] | None,
-    *,
-    prog: str,
-    description: str,
-    out_default: Path,
-    options: Sequence[str],
-    report: str,
+    train_fn: TrainFn, argv: Sequence[str] | None, *, out_default: Path, options: Sequence[str], report: str
 ) -> dict[str, Any]:
     """Parse ``argv`` (``None``: ``sys.argv[1:]``), train, write ``<out>.json`` and print its ``report`` entry.
 
+    The command is ``python -m <train_fn's module>``, described by the first line of that module's docstring.
     ``train_fn`` is called as ``train_fn(out, **options, work_dir=...)``: its own ``work_dir`` default, or
     ``None`` with ``--no-cache``. Returns the provenance dict, with the ``command`` that was run.
     """
+    module = sys.modules[train_fn.__module__]
+    spec = getattr(module, "__spec__", None)  # run as ``python -m``, the module is __main__: its spec keeps the name
+    prog = f"python -m {spec.name if spec is not None else train_fn.__module__}"
+    description = (module.__doc__ or "").split("\n")[0]
     args = rebuild_parser(train_fn, prog, description, out_default, options).parse_args(argv)
     torch.set_num_threads(args.threads)
     work_dir = inspect.signature(train_fn).parameters["work_dir"].default
@@ -73,6 +73,7 @@ def rebuild_main(
         args.out, **{name: getattr(args, name) for name in options}, work_dir=None if args.no_cache else work_dir
     )
     provenance["command"] = " ".join([prog, *(sys.argv[1:] if argv is None else argv)])
-    args.out.with_suffix(".json").write_text(json.dumps(provenance, indent=2) + "\n")
+    text = json.dumps(provenance, indent=2) + "\n"
+    atomic_write(args.out.with_suffix(".json"), lambda tmp: Path(tmp).write_text(text))
     print(json.dumps(provenance[report], indent=2))
     return provenance

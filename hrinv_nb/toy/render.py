@@ -182,16 +182,10 @@ def _paste(sheet: Tensor, img: Tensor, top: int, left: int) -> None:
     sheet[:, top : top + img.shape[1], left : left + img.shape[2]] = img
 
 
-def render_contact_sheet(
-    path: str | Path | None = None,
-    n_identities: int = 8,
-    seed: int = 0,
-    cell: int = 64,
-    wide: int = 192,
-    gap: int = 2,
-    upscale: int = 2,
-    label_width: int = 84,
-) -> Tensor:
+# fmt: off
+def render_contact_sheet(path: str | Path | None = None, n_identities: int = 8, seed: int = 0, cell: int = 64,
+                         wide: int = 192, gap: int = 2, upscale: int = 2, label_width: int = 84) -> Tensor:
+# fmt: on
     """Contact sheet of the toy world, as uint8 [H, W, 3]; also written as PNG to ``path``.
 
     Rows are ``STYLES`` (columns: the same identity and nuisance in every row, ``cell``

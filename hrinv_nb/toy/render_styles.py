@@ -298,37 +298,15 @@ def anime_fringe(L: FaceLayout, x: Tensor, N: Nuisance) -> Tensor:
 
 # ----------------------------------------------------------------------------- registry
 
+# A table: one style per entry, its geometry on as few lines as fit.
+# fmt: off
 STYLE_SPECS: dict[str, tuple[StyleGeometry, Fringe, Shader]] = {
     "photo": (StyleGeometry(), photo_fringe, shade_photo),
-    "cartoon": (
-        StyleGeometry(
-            eye_scale_x=1.45,
-            eye_scale_y=2.0,
-            eye_lower=0.95,
-            iris_x=0.5,
-            brow_scale=1.2,
-            nose_scale=0.8,
-            mouth_scale=1.1,
-        ),
-        cartoon_fringe,
-        shade_cartoon,
-    ),
+    "cartoon": (StyleGeometry(eye_scale_x=1.45, eye_scale_y=2.0, eye_lower=0.95, iris_x=0.5, brow_scale=1.2,
+                              nose_scale=0.8, mouth_scale=1.1), cartoon_fringe, shade_cartoon),
     "caricature": (StyleGeometry(exaggeration=1.9, head_scale=1.06), caricature_fringe, shade_caricature),
-    "anime": (
-        StyleGeometry(
-            eye_scale_x=1.35,
-            eye_scale_y=2.5,
-            eye_lower=0.9,
-            iris_x=0.66,
-            iris_y=0.85,
-            eye_drop=0.03,
-            brow_scale=0.45,
-            mouth_scale=0.45,
-            nose_scale=0.45,
-            jaw_taper_add=0.22,
-            jaw_exponent=1.35,
-        ),
-        anime_fringe,
-        shade_anime,
-    ),
+    "anime": (StyleGeometry(eye_scale_x=1.35, eye_scale_y=2.5, eye_lower=0.9, iris_x=0.66, iris_y=0.85,
+                            eye_drop=0.03, brow_scale=0.45, mouth_scale=0.45, nose_scale=0.45,
+                            jaw_taper_add=0.22, jaw_exponent=1.35), anime_fringe, shade_anime),
 }
+# fmt: on

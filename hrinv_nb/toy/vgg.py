@@ -299,20 +299,12 @@ def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def train_toy_vgg(
-    out_path: str | os.PathLike,
-    steps: int = 1200,
-    seed: int = 0,
-    *,
-    batch_size: int = 48,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    n_train: int = 12000,
-    n_val: int = 1000,
-    size: int = PRETRAIN_SIZE,
-    work_dir: str | os.PathLike | None = WORK_DIR,
-    progress: bool = True,
-) -> dict[str, Any]:
+# fmt: off
+def train_toy_vgg(out_path: str | os.PathLike, steps: int = 1200, seed: int = 0, *, batch_size: int = 48,
+                  lr: float = 1e-3, weight_decay: float = 1e-4, n_train: int = 12000, n_val: int = 1000,
+                  size: int = PRETRAIN_SIZE, work_dir: str | os.PathLike | None = WORK_DIR,
+                  progress: bool = True) -> dict[str, Any]:
+# fmt: on
     """Pretrain the VGG16 trunk on ``n_train`` renders at ``size``² and save it to ``out_path``.
 
     Deterministic from ``seed`` (data: seeds ``seed*1000+1`` / ``+2``; init: ``seed``; batches:
@@ -413,17 +405,13 @@ def train_toy_vgg(
     return provenance
 
 
+# The training options the command line exposes (flags and types come from train_toy_vgg's defaults).
+_CLI_OPTIONS = ("steps", "seed", "batch_size", "lr", "n_train", "n_val")
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """CLI: (re)build the toy VGG16 trunk and write its JSON provenance next to it."""
-    return rebuild_main(
-        train_toy_vgg,
-        argv,
-        prog="python -m hrinv_nb.toy.vgg",
-        description=__doc__.split("\n")[0],
-        out_default=TOY_VGG_PATH,
-        options=("steps", "seed", "batch_size", "lr", "n_train", "n_val"),
-        report="heldout",
-    )
+    return rebuild_main(train_toy_vgg, argv, out_default=TOY_VGG_PATH, options=_CLI_OPTIONS, report="heldout")
 
 
 if __name__ == "__main__":
