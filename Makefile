@@ -42,6 +42,7 @@ system-deps:
 	@if [ -f $(DLIB_MODEL) ]; then \
 	  echo "system-deps: $(DLIB_MODEL) present"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "system-deps: apt-get install libdlib-data"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libdlib-data; \
 	else \
 	  echo "system-deps: skipped (needs root and apt-get): install Debian's libdlib-data for $(DLIB_MODEL);"; \
