@@ -400,3 +400,47 @@ def test_psp_crop_and_content_prefix():
     assert psp_crop(torch.zeros(2, 3, 1024, 1024)).shape == (2, 3, 112, 112)
     assert content_of("a__b__style", ["a", "a__b", "c"]) == "a__b"  # the longest content stem wins
     assert content_of("ab__x", ["a"]) is None
+
+
+def test_align_failure_is_a_clear_error(tmp_path, capsys):
+    pytest.importorskip("hrinv_nb.align", reason="hrinv_nb.align (face alignment) is not there yet")
+    (a,) = _render_pngs(tmp_path / "in", ["a"])  # a 64² toy render: no real face for dlib (or no dlib at all)
+    assert main(["invert", str(a), "--out", str(tmp_path / "out"), "--align", *FAST]) == 2
+    assert _error(capsys).strip()
+    assert not (tmp_path / "out" / "a.npz").exists()
+
+
+def test_evaluate_with_arcface_weights_and_fid(tmp_path, monkeypatch):
+    """The ArcFace path (a randomly initialised IR-SE-50 saved as a state dict) with the pSp crop, and FID
+    through a stand-in torch-fidelity: one call per resolution on images resized to that size."""
+    import types
+
+    from PIL import Image
+
+    import hrinv_nb.fid
+    from hrinv_nb.identity import IRSE50
+
+    contents, stylized, _ = _planted(tmp_path)
+    weights = tmp_path / "model_ir_se50.pth"
+    torch.manual_seed(0)
+    torch.save(IRSE50().state_dict(), weights)
+    inception = tmp_path / "inception.pth"
+    inception.write_bytes(b"stand-in")
+    calls = []
+
+    def fake_fid(path_a, path_b, weights=None, cuda=None):
+        sizes = {Image.open(p).size for p in [*Path(path_a).iterdir(), *Path(path_b).iterdir()]}
+        calls.append((len(list(Path(path_a).iterdir())), len(list(Path(path_b).iterdir())), sizes, weights))
+        return 12.5
+
+    monkeypatch.setitem(sys.modules, "torch_fidelity", types.ModuleType("torch_fidelity"))
+    monkeypatch.setattr(hrinv_nb.fid, "inception_fid", fake_fid)
+    report = tmp_path / "arc.json"
+    args = ["evaluate", "--contents", str(contents), "--stylized", str(stylized), "--arcface", str(weights)]
+    args += ["--crop", "psp", "--inception", str(inception), "--fid-resolutions", "32", "80", "--out", str(report)]
+    assert main([*args, "--quiet"]) == 0
+    result = json.loads(report.read_text())
+    assert result["embedder"].startswith("ArcFace IR-SE-50") and "pSp" in result["embedder"]
+    assert result["id_retrieval"]["n"] == 8 and 0 <= result["id_retrieval"]["top1"] <= 1
+    assert result["fid"]["available"] is True and result["fid"]["32"] == result["fid"]["80"] == 12.5
+    assert calls == [(8, 4, {(32, 32)}, str(inception)), (8, 4, {(80, 80)}, str(inception))]

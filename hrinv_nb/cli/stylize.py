@@ -46,8 +46,8 @@ CONTENTS are image files, .npz projections (from 'hrinv invert'; their w is used
 either (not searched recursively). Images are projected w-only into G_s first, into
 --contents-cache (reused by later runs). STYLES are images (projected w-only into G_t, into
 --styles-cache), .npz codes in G_t, folders of either, or samples:N (N codes sampled from G_t with
---style-seed). Every content is paired with every style. The LSO target is G_s(w_s), as in the
-authors' code.
+--style-seed). Every content is paired with every style. --align aligns the content photos only
+(style images are taken as they are). The LSO target is G_s(w_s), as in the authors' code.
 
 Examples:
 
@@ -310,7 +310,7 @@ def run(args: argparse.Namespace) -> int:
         G=G_t,
         loss=projector.loss,
         device=device,
-        options={**projector.options, "generator": options["target_generator"]},
+        options={**projector.options, "generator": options["target_generator"], "align": False},
     )
     w_t = torch.zeros(len(styles), G_t.num_ws, G_t.w_dim)
     w_t[needed_s] = _codes(
