@@ -8,6 +8,7 @@ directly inside it (not recursively; hidden files skipped), recognised by extens
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -30,6 +31,20 @@ TOY_G_S = DATA / "G_s.safetensors"
 TOY_VGG = DATA / "vgg16_toy.safetensors"
 TOY_STYLES = ("cartoon", "caricature", "anime")
 EXIT_USAGE = 2
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's line breaks and example block; option help states its default itself."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32, width=100)
+
+
+def subcommand(subparsers: Any, name: str, summary: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    """Register one subcommand with the shared help layout (description, examples, epilog, defaults)."""
+    return subparsers.add_parser(
+        name, help=summary, description=description, epilog=epilog, formatter_class=HelpFormatter
+    )
 
 
 class CliError(HrinvError):

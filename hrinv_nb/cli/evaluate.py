@@ -65,24 +65,16 @@ resolution first. Without them FID is reported as unavailable, never an error. N
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``evaluate`` on the subcommand parsers."""
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="score stylised images by ID retrieval and FID",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=invert.HelpFormatter,
+    parser = common.subcommand(
+        subparsers, "evaluate", "score stylised images by ID retrieval and FID", DESCRIPTION, EPILOG
     )
     parser.add_argument("--contents", required=True, metavar="DIR", help="folder of content images (required)")
     parser.add_argument("--stylized", required=True, metavar="DIR", help="folder of stylised images (required)")
     parser.add_argument(
         "--pairs", metavar="FILE", default=None, help="CSV stylized,content (default: names <content>__*)"
     )
-    parser.add_argument(
-        "--arcface",
-        metavar="PTH",
-        default=None,
-        help="ArcFace IR-SE-50 weights model_ir_se50.pth (default: $HRINV_ARCFACE_WEIGHTS, else the toy embedder)",
-    )
+    arcface_help = "ArcFace IR-SE-50 model_ir_se50.pth (default: $HRINV_ARCFACE_WEIGHTS, else the toy embedder)"
+    parser.add_argument("--arcface", metavar="PTH", help=arcface_help)
     parser.add_argument(
         "--crop",
         choices=("none", "psp"),
@@ -104,20 +96,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="R",
         help="image sizes at which FID is computed (default: 256 1024)",
     )
-    parser.add_argument(
-        "--inception",
-        metavar="PATH",
-        default=None,
-        help="torch-fidelity Inception weights (default: $HRINV_INCEPTION_WEIGHTS; else FID is unavailable)",
-    )
+    inception_help = "torch-fidelity Inception weights (default: $HRINV_INCEPTION_WEIGHTS; else FID is unavailable)"
+    parser.add_argument("--inception", metavar="PATH", help=inception_help)
     parser.add_argument(
         "--reference", metavar="DIR", default=None, help="FID reference folder (default: the --contents folder)"
     )
     parser.add_argument(
-        "--out",
-        metavar="FILE.json",
-        default=None,
-        help="where to write the results (default: STYLIZED/evaluation.json)",
+        "--out", metavar="FILE.json", help="where to write the results (default: STYLIZED/evaluation.json)"
     )
     invert.add_common_options(parser)
     parser.set_defaults(func=run)

@@ -74,13 +74,6 @@ and the toy VGG16 (data/vgg16_toy.safetensors) are used.
 """
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the description's line breaks and example block; option help states its default itself."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=32, width=100)
-
-
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """--device, --threads, --quiet, --debug: shared by every subcommand."""
     parser.add_argument(
@@ -152,12 +145,8 @@ def add_projection_options(parser: argparse.ArgumentParser, *, toy_steps: int = 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``invert`` on the subcommand parsers."""
-    parser = subparsers.add_parser(
-        "invert",
-        help="project photos into a generator (W+ and noise maps), resumably",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=HelpFormatter,
+    parser = common.subcommand(
+        subparsers, "invert", "project photos into a generator (W+ and noise maps), resumably", DESCRIPTION, EPILOG
     )
     parser.add_argument("paths", nargs="+", metavar="PATHS", help="image files and/or folders of images")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created; required)")

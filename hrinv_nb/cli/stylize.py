@@ -74,12 +74,12 @@ sharding or resuming. Without --generator / --target-generator the toy G_s and t
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``stylize`` on the subcommand parsers."""
-    parser = subparsers.add_parser(
+    parser = common.subcommand(
+        subparsers,
         "stylize",
-        help="stylise contents with a target-style generator (blending + LSO), resumably",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=invert.HelpFormatter,
+        "stylise contents with a target-style generator (blending + LSO), resumably",
+        DESCRIPTION,
+        EPILOG,
     )
     parser.add_argument("contents", nargs="+", metavar="CONTENTS", help="content images, .npz projections or folders")
     parser.add_argument(
