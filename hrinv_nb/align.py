@@ -141,8 +141,16 @@ def _check_rgb_uint8(image: np.ndarray, source: str) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+# dlib's HOG detector reports anything scoring above 0; real frontal faces score well above this, while
+# face-like patterns (the astronaut photo's round mission patch, after JPEG compression: 0.07, and larger
+# than her face) score near 0. Weak detections count only when no confident one exists.
+CONFIDENT_SCORE = 0.5
+
+
 def _detect_faces(image: np.ndarray) -> list[tuple[float, float, tuple[int, int, int, int]]]:
-    """Faces as ``(area, score, (left, top, right, bottom))`` in ``image``'s pixels, largest first.
+    """Confident faces as ``(area, score, (left, top, right, bottom))`` in ``image``'s pixels, largest first.
+
+    Detections scoring below :data:`CONFIDENT_SCORE` are dropped when at least one scores above it.
 
     The detector runs on a copy shrunk to :data:`DETECT_MAX_SIDE`, first at its own scale, then (only
     if that finds nothing) upsampled once to find faces down to about 40 px there. Equal areas (the
@@ -165,7 +173,8 @@ def _detect_faces(image: np.ndarray) -> list[tuple[float, float, tuple[int, int,
         box = tuple(int(round(v / factor)) for v in (rect.left(), rect.top(), rect.right(), rect.bottom()))
         area = float((box[2] - box[0]) * (box[3] - box[1]))
         faces.append((area, float(score), box))
-    return sorted(faces, key=lambda f: (f[0], f[1]), reverse=True)
+    confident = [face for face in faces if face[1] >= CONFIDENT_SCORE]
+    return sorted(confident or faces, key=lambda f: (f[0], f[1]), reverse=True)
 
 
 def face_landmarks(

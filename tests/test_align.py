@@ -379,3 +379,15 @@ def test_exif_rotated_jpeg_aligns_like_the_upright_one(dlib_model, astronaut, tm
             c = np.asarray(align_face(opened, 128, transform_size=512), dtype=np.float64)
     assert np.abs(a - b).mean() < 4.0
     assert np.abs(a - c).mean() < 4.0
+
+
+@requires_model
+def test_a_weak_detection_yields_to_a_confident_face(tmp_path, dlib_model, astronaut):
+    """JPEG compression makes dlib also "find" the astronaut's mission patch (score ~0.07, larger than her face):
+    the confident face must be the one aligned, whatever its size."""
+    path = tmp_path / "astronaut.jpg"
+    Image.fromarray(astronaut).save(path, quality=75)
+    image = np.asarray(Image.open(path).convert("RGB"))
+    points = face_landmarks(image, dlib_model, source=str(path))
+    eyes = points[36:48].mean(axis=0)
+    assert 170 <= eyes[0] <= 275 and 80 <= eyes[1] <= 175, f"aligned the wrong face: eye centre {eyes}"
