@@ -1,4 +1,4 @@
-"""Perceptual losses (spec §2, §8.2): layers, λ tables, downsampling, weights, gradients."""
+"""Perceptual losses: layers, λ tables, downsampling, weights, gradients."""
 
 from __future__ import annotations
 

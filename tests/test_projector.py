@@ -1,4 +1,4 @@
-"""The projector (spec §3): schedules, noise maps, npz files, determinism and recovery."""
+"""The projector: schedules, noise maps, npz files, determinism and recovery."""
 
 from __future__ import annotations
 
