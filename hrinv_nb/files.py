@@ -156,3 +156,26 @@ def atomic_write_all(writes: Sequence[tuple[str | os.PathLike, Writer]]) -> list
 def atomic_write(path: str | os.PathLike, write: Writer) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, flush it, then rename it over ``path``."""
     return atomic_write_all([(path, write)])[0]
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key that orders digit runs by value: ``2.jpg`` < ``10.jpg``; ties broken by the text itself.
+
+    Data sets such as CelebA-HQ name their files ``0.jpg … 29999.jpg``: a text sort would take
+    ``0, 1, 10, 100, 1000, …`` as "the first images".
+    """
+    parts = re.split(r"(\d+)", text)
+    return tuple((0, int(p), p) if p.isdigit() else (1, p.lower(), p) for p in parts if p != "") + (text,)
+
+
+def from_env_reference(value: str, unset: Callable[[str], str]) -> str:
+    """``value``, or for ``'$VAR'`` / ``'${VAR}'`` the value of that environment variable.
+
+    Raises ``FileNotFoundError(unset(VAR))`` where the variable is not set (or empty).
+    """
+    if not value.startswith("$"):
+        return value
+    var = value[1:].strip("{}")
+    if not os.environ.get(var):
+        raise FileNotFoundError(unset(var))
+    return os.environ[var]

@@ -87,3 +87,14 @@ def test_lso_measures_shapes():
     assert m["id_before"] == pytest.approx([0, 0], abs=1e-6) and m["offset_norm"] == pytest.approx([20**0.5] * 2)
     s = cd.summarise(m)
     assert s["mse_to_mixed"] == pytest.approx(0.005, rel=1e-4)
+
+
+def test_load_contents_takes_the_first_images_in_numeric_order(tmp_path):
+    """CelebA-HQ-like names 0.jpg ... : "the first 3" are 0, 1, 2 (a text sort would take 0, 1, 10)."""
+    from PIL import Image
+
+    for i in (0, 1, 2, 10, 11, 100):
+        Image.new("RGB", (48, 48), (i, 0, 0)).save(tmp_path / f"{i}.png")
+    imgs, _, _ = cd.load_contents(str(tmp_path), 3, 48, seed=0)
+    reds = ((imgs[:, 0, 0, 0] + 1) * 127.5).round().tolist()
+    assert reds == [0.0, 1.0, 2.0]

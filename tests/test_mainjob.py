@@ -138,6 +138,18 @@ def test_good_parameters_reach_papermill(tmp_path: Path, no_papermill):
     assert kwargs["parameters"]["hires_resolution"] == 0 and kwargs["parameters"]["toy_lso_steps"] == 2
 
 
+def test_cell_timeout_is_a_parameter(tmp_path: Path, no_papermill):
+    """The per-cell limit defaults to CELL_TIMEOUT_S, can be raised, and 0 switches it off (paper-size runs)."""
+    base = ["--only", "06", "--preset", "smoke", "--run-dir", str(tmp_path / "run")]
+    assert mainjob.main(base) == 0
+    assert mainjob.main([*base, "--cell-timeout", "86400"]) == 0
+    assert mainjob.main([*base, "--cell-timeout", "0"]) == 0
+    timeouts = [kwargs["execution_timeout"] for _args, kwargs in no_papermill]
+    assert timeouts == [mainjob.CELL_TIMEOUT_S, 86400, None]
+    with pytest.raises(SystemExit):
+        mainjob.main([*base, "--cell-timeout", "-1"])
+
+
 # --- interruption ----------------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from ..errors import HrinvError
-from ..files import atomic_write
+from ..files import atomic_write, natural_key
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm", ".tga")
 REPO = Path(__file__).resolve().parents[2]
@@ -61,12 +61,6 @@ def info(message: str, quiet: bool = False) -> None:
 
 # ----------------------------------------------------------------------------------------------
 # Listing and sorting
-
-
-def natural_key(text: str) -> tuple:
-    """Sort key that orders digit runs by value: ``2.jpg`` < ``10.jpg``; ties broken by the text itself."""
-    parts = re.split(r"(\d+)", text)
-    return tuple((0, int(p), p) if p.isdigit() else (1, p.lower(), p) for p in parts if p != "") + (text,)
 
 
 def path_key(path: Path) -> tuple:

@@ -38,7 +38,7 @@ import os
 import re
 import time
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from typing import Any
 import torch
 
 from ..errors import HrinvError
+from ..files import from_env_reference
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "data"
@@ -370,19 +371,6 @@ def build_config(
     figures_dir = Path(values["figures_dir"]).expanduser() if values["figures_dir"] else FIGURES
     figures_dir.mkdir(parents=True, exist_ok=True)
     return NotebookConfig(notebook=notebook, values=values, device=device, figures_dir=figures_dir)
-
-
-def from_env_reference(value: str, unset: Callable[[str], str]) -> str:
-    """``value``, or for ``'$VAR'`` / ``'${VAR}'`` the value of that environment variable.
-
-    Raises ``FileNotFoundError(unset(VAR))`` where the variable is not set (or empty).
-    """
-    if not value.startswith("$"):
-        return value
-    var = value[1:].strip("{}")
-    if not os.environ.get(var):
-        raise FileNotFoundError(unset(var))
-    return os.environ[var]
 
 
 def asset_path(value: str, toy_name: str | None = None, *, what: str = "asset") -> Path:

@@ -289,7 +289,11 @@ def _kernel_interrupted(err: BaseException) -> bool:
 
 
 def run_notebooks(
-    notebooks: list[Path], parameters: dict[str, object], run_dir: Path, preset: str | None = None
+    notebooks: list[Path],
+    parameters: dict[str, object],
+    run_dir: Path,
+    preset: str | None = None,
+    cell_timeout: float | None = CELL_TIMEOUT_S,
 ) -> list[str]:
     """Execute ``notebooks`` with papermill into ``run_dir``; return the names of those that failed.
 
@@ -297,7 +301,8 @@ def run_notebooks(
     notebook before the first runs. ``run_dir/summary.json`` is rewritten before and after each
     notebook (status ``running`` with the notebook in flight, then ``ok`` or ``failed``). On Ctrl-C or
     SIGTERM (:class:`Interrupted`, :class:`KeyboardInterrupt`) it records ``status: interrupted``
-    with the notebook in flight and the signal, then re-raises :class:`Interrupted`.
+    with the notebook in flight and the signal, then re-raises :class:`Interrupted`. ``cell_timeout``:
+    seconds a single cell may run before its notebook fails (None: no limit, for runs at the paper's sizes).
     """
     import papermill as pm
 
@@ -317,7 +322,7 @@ def run_notebooks(
                 cwd=str(nb.parent),
                 progress_bar=True,
                 kernel_name="python3",
-                execution_timeout=CELL_TIMEOUT_S,
+                execution_timeout=cell_timeout,
             )
         except (KeyboardInterrupt, Interrupted) as err:
             log.record_interrupt(nb, t0, err)
@@ -364,7 +369,16 @@ def main(argv: list[str] | None = None) -> int:
         help="write smoke-parameter copies for nbval into DIR and exit",
     )
     parser.add_argument("--list", action="store_true", help="list the notebooks and exit")
+    parser.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=CELL_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"a cell running longer fails its notebook (default {CELL_TIMEOUT_S}; 0: no limit, e.g. for --preset paper)",
+    )
     args = parser.parse_args(argv)
+    if args.cell_timeout < 0:
+        parser.error(f"--cell-timeout must be >= 0 (0: no limit), got {args.cell_timeout}")
 
     notebooks = list_notebooks()
     parameters = {name: parse_value(value) for name, value in args.parameter}
@@ -393,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
-        failed = run_notebooks(notebooks, parameters, run_dir, preset=args.preset)
+        timeout = args.cell_timeout or None
+        failed = run_notebooks(notebooks, parameters, run_dir, preset=args.preset, cell_timeout=timeout)
     except Interrupted as err:
         print(f"interrupted ({err.signal}); executed copies so far in {run_dir}", file=sys.stderr)
         return EXIT_CODES.get(err.signal, 1)

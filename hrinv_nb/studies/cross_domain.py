@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..files import from_env_reference, natural_key
 from ..losses import PerceptualLoss, hooked_features, imagenet_normalise, vgg16_trunk
 from ..lso import EARLY_ROWS  # noqa: F401  (re-exported for the notebooks)
 from ..networks import Generator
@@ -140,7 +141,6 @@ def load_contents(content_dir: str, n: int, size: int, seed: int) -> tuple[torch
     from pathlib import Path
 
     from ..images import load_image
-    from ..notebook.config import from_env_reference
     from ..toy.render import render_from_seed
 
     assert n >= 1, n
@@ -157,7 +157,8 @@ def load_contents(content_dir: str, n: int, size: int, seed: int) -> tuple[torch
     folder = Path(content_dir).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"content_dir: {folder} is not a folder of images")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))[:n]
+    images = (p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
+    files = sorted(images, key=lambda p: natural_key(p.name))[:n]  # 2.jpg before 10.jpg
     if len(files) < n:
         raise FileNotFoundError(f"{folder}: found {len(files)} images, need {n}")
     imgs = torch.cat([load_image(p, size=size) for p in files])
