@@ -6,7 +6,8 @@ it and hand it to :func:`hrinv_nb.notebook.report.save_figure`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -120,7 +121,10 @@ def bar_panel(ax, values: Mapping[str, float], *, ylabel: str, paper: Mapping[st
 
 
 def stack_figures(figures: Sequence, *, dpi: int = 110):
-    """One figure holding ``figures`` stacked vertically (each rasterised at ``dpi``), for a single saved PNG."""
+    """One figure holding ``figures`` stacked vertically (each rasterised at ``dpi``), for a single saved PNG.
+
+    The part figures are closed once rasterised, so a notebook shows only the stacked figure.
+    """
     import io
 
     import matplotlib.pyplot as plt
@@ -133,6 +137,7 @@ def stack_figures(figures: Sequence, *, dpi: int = 110):
         f.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
         buf.seek(0)
         parts.append(Image.open(buf).convert("RGB"))
+        plt.close(f)
     canvas = Image.new("RGB", (max(p.width for p in parts), sum(p.height for p in parts)), "white")
     top = 0
     for p in parts:
@@ -145,24 +150,46 @@ def stack_figures(figures: Sequence, *, dpi: int = 110):
     return fig
 
 
-def precomputed_slider(control, render) -> None:
-    """An ipywidgets ``control`` (slider, dropdown) over precomputed results, safe without a frontend.
+def close_figure(obj: Any) -> None:
+    """Close ``obj`` if it is a matplotlib figure (so the inline backend does not show it again); else nothing."""
+    from matplotlib.figure import Figure
 
-    ``render(value)`` draws the view for one value. The default view is drawn now as ordinary cell
-    output; moving the control in a live notebook re-draws into a widget ``Output`` below it. No
-    output is captured by a widget while the cell executes, because executing such captures under
-    papermill/nbclient can hang intermittently (nteract/papermill#723, jupyter/nbclient#312).
+    if isinstance(obj, Figure):
+        import matplotlib.pyplot as plt
+
+        plt.close(obj)
+
+
+def _checked_view(render: Callable[[Any], Any], value: Any) -> Any:
+    """``render(value)``, which must return the view to display (a renderer that draws or prints returns None)."""
+    view = render(value)
+    assert view is not None, f"render({value!r}) returned None: return the view (e.g. a Figure) instead of showing it"
+    return view
+
+
+def precomputed_slider(control: Any, render: Callable[[Any], Any]) -> None:
+    """An ipywidgets ``control`` (slider, dropdown) over precomputed results, with one view that updates in place.
+
+    ``render(value)`` returns the view for one value (a matplotlib ``Figure``, or anything IPython can
+    display). The control is displayed, then the view of ``control.value`` under it with a display id;
+    moving the control in a live notebook replaces that same output (``DisplayHandle.update``), so
+    exactly one view is ever shown under the control. Figures are closed once displayed, so the inline
+    backend does not show them a second time. No output is captured by a widget ``Output`` (executing
+    such captures under papermill/nbclient can hang intermittently: nteract/papermill#723,
+    jupyter/nbclient#312); under papermill and nbval the cell simply shows the default view.
+    Returns None, so a cell ending with this call echoes nothing.
     """
-    import ipywidgets as widgets
-    from IPython.display import clear_output, display
+    from IPython.display import DisplayHandle, display
 
-    out = widgets.Output()
+    display(control)
+    view = _checked_view(render, control.value)
+    handle = DisplayHandle()  # its own display id (outside IPython, display and update just print)
+    handle.display(view)
+    close_figure(view)
 
-    def on_change(change) -> None:
-        with out:
-            clear_output(wait=True)
-            render(change["new"])
+    def on_change(change: Mapping[str, Any]) -> None:
+        new_view = _checked_view(render, change["new"])
+        handle.update(new_view)
+        close_figure(new_view)
 
     control.observe(on_change, names="value")
-    display(widgets.VBox([control, out]))
-    render(control.value)

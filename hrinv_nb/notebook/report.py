@@ -155,18 +155,34 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], floatfm
     return "\n".join(lines)
 
 
-def show_table(header: Sequence[str], rows: Sequence[Sequence[Any]], floatfmt: str = ".3g") -> str:
-    """Display a markdown table in a notebook (plain text elsewhere) and return its text."""
+def show_table(header: Sequence[str], rows: Sequence[Sequence[Any]], floatfmt: str = ".3g") -> None:
+    """Display a markdown table once (in a notebook; printed as plain text elsewhere).
+
+    Returns None, so a cell ending with this call does not echo the table's text as ``Out[n]``; use
+    :func:`markdown_table` for the text itself.
+    """
     text = markdown_table(header, rows, floatfmt)
     try:
+        from IPython import get_ipython
         from IPython.display import Markdown, display
-
-        display(Markdown(text))
     except ImportError:  # pragma: no cover - IPython is a dependency of the notebooks extra
+        get_ipython = None
+    if get_ipython is None or get_ipython() is None:  # a plain script: the text, not an object's repr
         print(text)
-    return text
+        return
+    display(Markdown(text))
 
 
-def claims_table(claims: Sequence[Claim]) -> str:
-    """Display the checked claims (paper vs ours vs verdict) and return the markdown."""
-    return show_table(["claim", "paper", "ours", "verdict"], [[c.name, c.paper, c.ours, c.verdict] for c in claims])
+def claims_table(claims: Sequence[Claim]) -> None:
+    """Display the checked claims (paper vs ours vs verdict) once; returns None (text: :func:`claims_markdown`)."""
+    show_table(["claim", "paper", "ours", "verdict"], _claim_rows(claims))
+
+
+def claims_markdown(claims: Sequence[Claim]) -> str:
+    """The markdown text of :func:`claims_table`."""
+    return markdown_table(["claim", "paper", "ours", "verdict"], _claim_rows(claims))
+
+
+def _claim_rows(claims: Sequence[Claim]) -> list[list[str]]:
+    """One ``[name, paper, ours, verdict]`` row per claim."""
+    return [[c.name, c.paper, c.ours, c.verdict] for c in claims]
