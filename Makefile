@@ -22,7 +22,7 @@ CONSTRAINTS := constraints.txt
 # Where `make lock` builds its throw-away environment.
 LOCKENV ?= /tmp/hrinv-lockenv
 
-.PHONY: setup system-deps lock figures test bench strip clean-venv
+.PHONY: setup system-deps lock figures test bench strip lab clean-venv
 
 setup: $(STAMP)
 
@@ -79,9 +79,17 @@ test: setup
 	$(PY) -m hrinv_nb.notebook.mainjob --prepare-smoke build/nbsmoke
 	$(PY) -m pytest $(PYTEST_ARGS) tests build/nbsmoke --nbval-lax --nbval-current-env --nbval-cell-timeout 900
 
-# Strip outputs and execution counts from the committed notebooks (tags, incl. `parameters`, are kept).
+# Strip outputs and execution counts from the committed notebooks (tags, incl. `parameters`, are kept),
+# keeping the notebook metadata JupyterLab writes on opening one (kernelspec, language_info), so that
+# opening a committed notebook leaves `git status` clean; tests/test_notebooks.py checks the exact keys.
 strip:
-	$(PY) -m nbstripout --keep-id notebooks/*.ipynb
+	$(PY) -m nbstripout --keep-id --keep-metadata-keys "metadata.kernelspec metadata.language_info" notebooks/*.ipynb
+
+# Browse the notebooks in JupyterLab (the `notebooks` extra of `make setup`), e.g.
+#   make lab LAB_ARGS="--no-browser --ip=127.0.0.1"
+LAB_ARGS ?=
+lab: setup
+	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
 
 bench: setup
 	$(PY) benchmarks/bench_networks.py

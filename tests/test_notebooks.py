@@ -7,7 +7,11 @@ read the committed notebooks without running them.
 from __future__ import annotations
 
 import ast
+import json
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -127,6 +131,60 @@ def test_no_private_paths_and_stripped(path: Path):
     assert not re.search(r"from hrinv_nb(\.\w+)* import [^\n]*\b_\w", code), "no private (underscore) imports"
     for cell in _code_cells(nb):
         assert not cell.get("outputs") and cell.get("execution_count") is None, "commit notebooks stripped (make strip)"
+
+
+# The notebook metadata JupyterLab 4 writes when it opens a notebook on the kernel `make setup` installs
+# (`python3`, "Python 3 (hrinv-nb)"). Committed as is, so opening a notebook leaves `git status` clean;
+# `make strip` keeps it. language_info.version is the venv's Python: one with another version rewrites it.
+KERNELSPEC = {"display_name": "Python 3 (hrinv-nb)", "language": "python", "name": "python3"}
+LANGUAGE_INFO = {
+    "codemirror_mode": {"name": "ipython", "version": 3},
+    "file_extension": ".py",
+    "mimetype": "text/x-python",
+    "name": "python",
+    "nbconvert_exporter": "python",
+    "pygments_lexer": "ipython3",
+}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_metadata_is_what_jupyterlab_writes(path: Path):
+    text = path.read_text()
+    meta = json.loads(text)["metadata"]
+    assert set(meta) == {"kernelspec", "language_info"}, f"notebook metadata: {sorted(meta)}"
+    assert meta["kernelspec"] == KERNELSPEC
+    info = dict(meta["language_info"])
+    version = info.pop("version", None)
+    assert info == LANGUAGE_INFO
+    assert isinstance(version, str) and re.fullmatch(r"3\.\d+\.\d+", version), version
+    nb = nbformat.reads(text, as_version=4)
+    assert (nb.nbformat, nb.nbformat_minor) == (4, 5)
+    assert nbformat.writes(nb) + "\n" == text, "saved as Jupyter saves it (indent 1, sorted keys, final newline)"
+    for cell in nb.cells:
+        assert set(cell.metadata) <= {"tags", "lines_to_next_cell"}, f"cell {cell.id}: {sorted(cell.metadata)}"
+
+
+def test_notebooks_agree_on_the_python_version():
+    versions = {json.loads(p.read_text())["metadata"]["language_info"]["version"] for p in NOTEBOOKS}
+    assert len(versions) == 1, f"language_info.version differs between notebooks: {sorted(versions)}"
+
+
+def test_make_strip_restores_the_committed_file(tmp_path: Path):
+    """`make strip` on an executed copy (outputs, counts, widget state) gives back the committed bytes."""
+    pytest.importorskip("nbstripout")
+    recipe = re.search(r"^strip:\n\t(.+)$", (mainjob.REPO / "Makefile").read_text(), re.M)
+    assert recipe and "notebooks/*.ipynb" in recipe.group(1), "Makefile: no `strip` recipe over notebooks/*.ipynb"
+    committed = mainjob.NOTEBOOKS / "03_w_vs_noise.ipynb"
+    nb = json.loads(committed.read_text())
+    for i, cell in enumerate(c for c in nb["cells"] if c["cell_type"] == "code"):
+        cell["execution_count"] = i + 1
+        cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["run\n"]}]
+    nb["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2}}
+    executed = tmp_path / committed.name
+    executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    command = recipe.group(1).replace("$(PY)", shlex.quote(sys.executable))
+    subprocess.run(shlex.split(command.replace("notebooks/*.ipynb", shlex.quote(str(executed)))), check=True)
+    assert executed.read_text() == committed.read_text()
 
 
 def test_paper_preset_yaml_is_valid_yaml():
