@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from probe_util import MEMORY_CAP_MB, probe
 from safetensors.torch import save_file
 from test_checkpoints import _as_persistent, _install_fake_nvidia_modules, _Persistent
 
@@ -362,53 +363,6 @@ def test_no_module_loads_pickles_unsafely():
 
 
 # ----------------------------------------------------------------------------- 4: resource bombs
-
-
-_PROBE = r"""
-import json, resource, sys, time
-import torch
-from hrinv_nb.checkpoints import load_networks
-torch.set_num_threads(1)
-vm = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
-soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-cap = vm + int(sys.argv[1]) * 2**20
-resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
-results = {}
-for p in sys.argv[2:]:
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t0 = time.perf_counter()
-    try:
-        load_networks(p)
-        out = {"error": None, "mro": [], "message": "", "chain": []}
-    except BaseException as e:
-        chain, c = [], e
-        while c is not None and len(chain) < 10:
-            chain.append(type(c).__name__)
-            c = c.__cause__ or c.__context__
-        out = {"error": type(e).__name__, "mro": [k.__name__ for k in type(e).__mro__], "message": str(e)[:3000],
-               "chain": chain}
-    out["seconds"] = time.perf_counter() - t0
-    out["rss_growth_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
-    results[p] = out
-print(json.dumps(results))
-"""
-
-MEMORY_CAP_MB = 1536  # above what the process holds after importing torch
-
-
-def probe(paths: list[Path], timeout: float = 150) -> dict[str, dict]:
-    """load_networks on each path in a child process under a memory cap; time, memory and error of each."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(MEMORY_CAP_MB), *map(str, paths)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, f"the probe process died ({proc.returncode}): {proc.stderr[-3000:]}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _bomb_files(d: Path, monkeypatch) -> dict[str, Path]:
