@@ -21,6 +21,7 @@ import os
 import pickle
 import re
 import reprlib
+import struct
 from typing import Any
 
 import numpy as np
@@ -475,6 +476,15 @@ class BoundedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: every o
         self._build(inst, state)
         self._note(inst, (state,))
 
+    def _op_bytearray8(self) -> None:
+        """BYTEARRAY8, reading the bytes before building the array: pickle's own handler allocates the
+        declared length first, so 15 bytes declaring 1 GiB would allocate (and zero) 1 GiB."""
+        (size,) = struct.unpack("<Q", self.read(8))
+        data = self.read(size)  # the bounded reader never returns more than the file holds
+        if len(data) != size:
+            raise self._fail(f"truncated pickle: BYTEARRAY8 declares {size} bytes, only {len(data)} follow")
+        self.append(bytearray(data))
+
     def _op_binpersid(self) -> None:
         pid = self.stack.pop()
         obj = self.persistent_load(pid)
@@ -499,6 +509,7 @@ _OWN_OPCODES = (
     "NEWOBJ_EX",
     "BUILD",
     "BINPERSID",
+    "BYTEARRAY8",
 )
 
 

@@ -403,6 +403,9 @@ def _bomb_files(d: Path, monkeypatch) -> dict[str, Path]:
     # Memo index 2**31 - 1 (the C unpickler grows its memo array to it), a 2**40-byte string in 20 bytes.
     write("memo_index.pkl", b"\x80\x02Nr\xff\xff\xff\x7f.")
     write("bytes_length.pkl", b"\x80\x04\x8e" + struct.pack("<Q", 2**40) + b"abc.")
+    # BYTEARRAY8 declaring 1 GiB in 15 bytes: pickle's own handler allocates and zeroes it before reading
+    # (found by the fuzz test's memory bound); a believable size, so it does not fail at once either.
+    write("bytearray_length.pkl", b"\x80\x05\x96" + struct.pack("<Q", 2**30) + b"abc.")
     # A safetensors file of a few hundred bytes declaring a 1024² generator.
     huge = dict(
         z_dim=512,
@@ -456,6 +459,7 @@ BOMBS = [
     "np_reconstruct.pkl",
     "memo_index.pkl",
     "bytes_length.pkl",
+    "bytearray_length.pkl",
     "huge_generator.safetensors",
     "wide_mapping.safetensors",
 ]
