@@ -62,6 +62,13 @@ def feature_frechet(embed, images_a: torch.Tensor, images_b: torch.Tensor, batch
     return frechet_distance(feats(images_a), feats(images_b))
 
 
+def torch_fidelity_missing() -> bool:
+    """True when torch-fidelity (the ``fid`` extra) is not installed; checked before long runs that end in FID."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch_fidelity") is None
+
+
 def inception_fid(
     path_a: str | os.PathLike,
     path_b: str | os.PathLike,
