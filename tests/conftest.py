@@ -28,3 +28,45 @@ def tiny_tensors() -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="session")
 def edge_tensors() -> dict[str, torch.Tensor]:
     return load_file(str(EDGE))
+
+
+# A small generator configuration (32², 2 mapping layers) for tests that build their own G.
+TINY_KWARGS = dict(
+    z_dim=32,
+    c_dim=0,
+    w_dim=32,
+    img_resolution=32,
+    img_channels=3,
+    mapping_kwargs={"num_layers": 2},
+    synthesis_kwargs={"channel_base": 1024, "channel_max": 32, "num_fp16_res": 0, "conv_clamp": 256},
+)
+
+
+@pytest.fixture(scope="module")
+def gens():
+    """(G_s, G_t): the tiny parity generator and a copy whose synthesis weights are scaled by 1.1."""
+    from hrinv_nb import load_networks
+
+    G_s = load_networks(TINY).G
+    G_t = load_networks(TINY).G
+    with torch.no_grad():
+        for p in G_t.synthesis.parameters():
+            p.mul_(1.1)
+    return G_s, G_t
+
+
+def tiny_generator(noise_strength: float | None = None, torgb_scale: float = 0.15, seed: int = 0):
+    """A default-initialised :data:`TINY_KWARGS` generator (seeded), its toRGB weights scaled by ``torgb_scale``
+    (so its samples stay near the image range) and, when given, every noise strength set to ``noise_strength``
+    (NVIDIA initialises them to 0, which makes the noise maps irrelevant)."""
+    from hrinv_nb.networks import Generator
+
+    torch.manual_seed(seed)
+    G = Generator(**TINY_KWARGS)
+    with torch.no_grad():
+        for name, param in G.named_parameters():
+            if "torgb.weight" in name:
+                param.mul_(torgb_scale)
+            if noise_strength is not None and name.endswith("noise_strength"):
+                param.fill_(noise_strength)
+    return G.eval()

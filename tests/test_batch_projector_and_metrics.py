@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_generator
 from safetensors.torch import save_file
 
 from hrinv_nb import metrics
@@ -19,27 +20,9 @@ from hrinv_nb.projector import (
     project_batch,
 )
 
-TINY_KWARGS = dict(
-    z_dim=32,
-    c_dim=0,
-    w_dim=32,
-    img_resolution=32,
-    img_channels=3,
-    mapping_kwargs={"num_layers": 2},
-    synthesis_kwargs={"channel_base": 1024, "channel_max": 32, "num_fp16_res": 0, "conv_clamp": 256},
-)
-
 
 def _tiny_generator() -> Generator:
-    torch.manual_seed(0)
-    G = Generator(**TINY_KWARGS)
-    with torch.no_grad():
-        for name, param in G.named_parameters():
-            if "torgb.weight" in name:
-                param.mul_(0.15)
-            if name.endswith("noise_strength"):
-                param.fill_(0.3)
-    return G.eval()
+    return tiny_generator(noise_strength=0.3)
 
 
 def _targets(G: Generator, batch: int = 2) -> torch.Tensor:

@@ -10,32 +10,17 @@ import copy
 
 import pytest
 import torch
+from conftest import tiny_generator
 
 from hrinv_nb.errors import HrinvError
 from hrinv_nb.lso import lso
 from hrinv_nb.networks import Generator
 from hrinv_nb.projector import project, project_batch
 
-TINY_KWARGS = dict(
-    z_dim=32,
-    c_dim=0,
-    w_dim=32,
-    img_resolution=32,
-    img_channels=3,
-    mapping_kwargs={"num_layers": 2},
-    synthesis_kwargs={"channel_base": 1024, "channel_max": 32, "num_fp16_res": 0, "conv_clamp": 256},
-)
-
 
 @pytest.fixture(scope="module")
 def G() -> Generator:
-    torch.manual_seed(0)
-    G = Generator(**TINY_KWARGS)
-    with torch.no_grad():
-        for name, param in G.named_parameters():
-            if "torgb.weight" in name:
-                param.mul_(0.15)
-    return G.eval()
+    return tiny_generator()
 
 
 @pytest.fixture(scope="module")

@@ -5,23 +5,10 @@ Stylisation of content × style pairs and batched LSO are tested in tests/test_s
 
 from __future__ import annotations
 
-import pytest
 import torch
-from conftest import TINY
 
-import hrinv_nb
 from hrinv_nb.losses import perceptual_loss
 from hrinv_nb.projector import project_batch
-
-
-@pytest.fixture(scope="module")
-def gens():
-    G_s = hrinv_nb.load_networks(TINY).G
-    G_t = hrinv_nb.load_networks(TINY).G
-    with torch.no_grad():
-        for p in G_t.synthesis.parameters():
-            p.mul_(1.1)
-    return G_s, G_t
 
 
 def _samples(G, n, seed):

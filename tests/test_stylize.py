@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY
 
 import hrinv_nb
 from hrinv_nb.blending import mix
 from hrinv_nb.errors import HrinvError
 from hrinv_nb.gallery import gallery_from_samples, lso_initial_variables, pair_indices, stylize, stylize_pairs
 from hrinv_nb.losses import perceptual_loss
-
-
-@pytest.fixture(scope="module")
-def gens():
-    G_s = hrinv_nb.load_networks(TINY).G
-    G_t = hrinv_nb.load_networks(TINY).G
-    with torch.no_grad():
-        for p in G_t.synthesis.parameters():
-            p.mul_(1.1)
-    return G_s, G_t
 
 
 @pytest.fixture(scope="module")

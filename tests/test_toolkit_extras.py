@@ -5,24 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
 
-import hrinv_nb
 from hrinv_nb.fid import frechet_distance, inception_fid
 from hrinv_nb.identity import IRSE50, arcface_embedder, load_arcface
 from hrinv_nb.inr import attach_inr_head
 from hrinv_nb.losses import perceptual_loss
 from hrinv_nb.style_transfer import invert_nonsquare, noise_style_transfer
-
-
-@pytest.fixture(scope="module")
-def gens():
-    G_s = hrinv_nb.load_networks(TINY).G
-    G_t = hrinv_nb.load_networks(TINY).G
-    with torch.no_grad():
-        for p in G_t.synthesis.parameters():
-            p.mul_(1.1)
-    return G_s, G_t
 
 
 def test_noise_style_transfer_keeps_w_bit_identical(gens):

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_generator
 
 from hrinv_nb import noise_maps
 from hrinv_nb.losses import perceptual_loss
@@ -14,27 +15,9 @@ from hrinv_nb.networks import Generator, noise_buffers
 from hrinv_nb.studies import cost
 from hrinv_nb.studies import w_vs_noise as wn
 
-TINY_KWARGS = dict(
-    z_dim=32,
-    c_dim=0,
-    w_dim=32,
-    img_resolution=32,
-    img_channels=3,
-    mapping_kwargs={"num_layers": 2},
-    synthesis_kwargs={"channel_base": 1024, "channel_max": 32, "num_fp16_res": 0, "conv_clamp": 256},
-)
-
 
 def _generator(noise_strength: float) -> Generator:
-    torch.manual_seed(0)
-    G = Generator(**TINY_KWARGS)
-    with torch.no_grad():
-        for name, param in G.named_parameters():
-            if "torgb.weight" in name:
-                param.mul_(0.15)
-            if name.endswith("noise_strength"):
-                param.fill_(noise_strength)
-    return G.eval().requires_grad_(False)
+    return tiny_generator(noise_strength=noise_strength).requires_grad_(False)
 
 
 @pytest.fixture(scope="module")
