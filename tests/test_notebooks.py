@@ -190,3 +190,17 @@ def test_make_strip_restores_the_committed_file(tmp_path: Path):
 def test_paper_preset_yaml_is_valid_yaml():
     for path in (mainjob.PARAMS / "paper").glob("*.yaml"):
         assert isinstance(yaml.safe_load(path.read_text()), dict), path
+
+
+def test_every_paper_preset_variable_is_in_the_readme():
+    """One vocabulary: every $HRINV_* variable a paper preset names is listed in the README (and nowhere
+    does the same data set go by two names: the README table lists one variable per file or data set)."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    used = set()
+    for yaml_file in sorted((Path(__file__).resolve().parents[1] / "notebooks" / "params" / "paper").glob("*.yaml")):
+        used |= set(re.findall(r"\$(HRINV_[A-Z0-9_]+)", yaml_file.read_text()))
+    assert used, "the paper presets name no variables"
+    missing = sorted(v for v in used if f"`{v}`" not in readme)
+    assert not missing, f"variables of the paper presets missing from the README: {missing}"
