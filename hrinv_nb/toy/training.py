@@ -1,23 +1,30 @@
-"""A small, resumable StyleGAN2 training loop (train from scratch, or fine-tune with the mapping frozen).
+"""The toy world's training loop: paired regression with shared noise, a discriminator critic, EMA, resume.
 
-Losses follow StyleGAN2-ADA: non-saturating logistic loss, lazy R1 on reals, optional path-length
-regularisation (off by default), an EMA generator ``G_ema``, and optional ADA-free augmentation
-(fixed probability) of everything D sees. Because the toy world renders *paired* data
-(z -> parameters -> image), an optional reconstruction term pulls G(z) towards the render of z on
-an area-downsampled grid: it fixes the layout quickly, while the adversarial term is left to make
-the fine detail look real. Every result is a genuine StyleGAN2: W is the mapping network's image of z.
+The renderer gives *paired* data: a latent z stands for one render, and the render's stochastic
+detail is drawn from noise maps that the generator receives as its own noise inputs (see
+:mod:`hrinv_nb.toy.world`). A batch is ``(z, real, noise)``; the generator is run on exactly those
+per-sample noise maps and pulled towards the render by an L1 term at full resolution. With the
+texture drawn from the same maps, the regression has one sharp answer, so no adversarial term is
+needed for sharpness (``adv_weight`` adds StyleGAN2's non-saturating term if wanted).
 
-``train(...)`` saves a checkpoint (networks, optimiser and RNG states) atomically every
-``checkpoint_every`` steps and resumes from it, so an interruption loses at most that many steps.
+The discriminator is trained alongside as a critic of renders against the generator's samples
+(logistic loss, lazy R1), so the D shipped with G_s has learned image features (notebook 04 reads
+them). Everything is a genuine StyleGAN2: W is the mapping network's image of z.
+
+``train(...)`` stops after ``cfg.steps`` steps or when ``cfg.time_budget_s`` of wall-clock time is
+spent, whichever comes first; the learning rate ramps down (cosine) over the last ``lr_rampdown``
+of whichever of the two is further along. With ``out_dir`` it saves a resumable state atomically
+every ``checkpoint_every`` steps and at the end, so an interruption loses at most that many steps.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,101 +35,191 @@ from tqdm.auto import tqdm
 from ..checkpoints import save_networks
 from ..errors import CheckpointError
 from ..files import atomic_write
-from ..networks import Discriminator, Generator
+from ..networks import Discriminator, Generator, noise_buffers
 from ..torch_files import load_torch_file
 
-# data_fn(batch_size, generator) -> (z or None, real images [B,C,R,R] in [-1,1])
-DataFn = Callable[[int, torch.Generator], tuple[torch.Tensor | None, torch.Tensor]]
+NoiseMaps = dict[str, torch.Tensor]
+# data_fn(batch_size, generator) -> (z [B, z_dim], real [B,C,R,R] in [-1,1], per-sample noise maps or None)
+DataFn = Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor, NoiseMaps | None]]
 
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of :func:`train` (StyleGAN2 defaults scaled for 64² toy models)."""
+    """Hyper-parameters of :func:`train`."""
 
     steps: int = 1000
     batch: int = 16
-    lr_g: float = 0.0025
-    lr_d: float = 0.0025
-    betas: tuple[float, float] = (0.0, 0.99)
-    r1_gamma: float = 0.2
+    lr_g: float = 0.002
+    lr_d: float = 0.002
+    g_betas: tuple[float, float] = (0.9, 0.99)  # momentum suits the regression
+    d_betas: tuple[float, float] = (0.0, 0.99)  # StyleGAN2's
+    recon_weight: float = 1.0  # L1 between G(z, n) and the paired render, full resolution
+    adv_weight: float = 0.0  # StyleGAN2's non-saturating G loss (0: D is a critic only)
+    train_d: bool = True
+    r1_gamma: float = 0.1  # NVIDIA's heuristic 0.0002·R²/batch at 128², batch 32
     r1_interval: int = 16
-    pl_weight: float = 0.0
-    pl_interval: int = 4
-    pl_decay: float = 0.01
-    ema_kimg: float = 2.0
+    augment_p: float = 0.0  # probability of each augmentation of what D sees
+    ema_kimg: float = 0.5
     ema_rampup: float | None = 0.05
-    style_mixing_prob: float = 0.0
-    recon_weight: float = 0.0
-    recon_size: int = 16
-    adv_weight: float = 1.0
-    augment_p: float = 0.0
     freeze_mapping: bool = False
+    mapping_lr_mult: float = 1.0
+    lr_rampdown: float = 0.3  # final fraction of the run over which both lrs decay (cosine) to 0
+    time_budget_s: float | None = None
     checkpoint_every: int = 100
+    log_every: int = 25
     seed: int = 0
-    # Reconstruction-dominant recipes (defaults keep plain StyleGAN2 behaviour):
-    g_betas: tuple[float, float] | None = None  # Adam betas of G (None: ``betas``)
-    mapping_lr_mult: float = 1.0  # extra lr factor for the mapping network's parameters
-    lr_rampdown: float = 0.0  # final fraction of the steps over which both lrs decay (cosine) to 0
 
 
 @dataclass
 class TrainResult:
-    """Networks after training, a per-step loss history and the total training seconds (all runs)."""
+    """Networks after training, the logged history, total seconds and steps (all runs together)."""
 
     G: Generator
     D: Discriminator
     G_ema: Generator
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    steps: int = 0
 
 
 def augment(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
-    """Differentiable ADA-free augmentation: flips, integer translation, brightness/contrast/saturation.
+    """Differentiable augmentation of what D sees: flips, translation, brightness/contrast/saturation.
 
-    Each transform is applied per sample with probability ``p`` (``p == 0`` returns ``x``).
+    Each transform is applied per sample with probability ``p`` (``p == 0`` returns ``x``); the
+    random draws come from ``generator`` on its own device.
     """
     assert x.ndim == 4, f"expected [B,C,H,W], got {tuple(x.shape)}"
     if p <= 0:
         return x
-    b, _, h, w = x.shape
+    b, dev = x.shape[0], generator.device
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(list(shape), generator=generator, device=dev).to(x)
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(list(shape), generator=generator, device=dev).to(x)
 
     def coin() -> torch.Tensor:
-        return (torch.rand([b, 1, 1, 1], generator=generator) < p).to(x)
+        return (rand(b, 1, 1, 1) < p).to(x)
 
     x = torch.where(coin() > 0, x.flip(3), x)
-    shift = (torch.rand([b, 2], generator=generator) * 2 - 1) * 0.125
-    shift = shift * coin().reshape(b, 1)
-    theta = torch.zeros([b, 2, 3], dtype=x.dtype)
+    shift = (rand(b, 2) * 2 - 1) * 0.125 * coin().reshape(b, 1)
+    theta = torch.zeros([b, 2, 3], dtype=x.dtype, device=x.device)
     theta[:, 0, 0] = 1
     theta[:, 1, 1] = 1
-    theta[:, :, 2] = shift.to(x.dtype)
-    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    brightness = (torch.randn([b, 1, 1, 1], generator=generator) * 0.2).to(x) * coin()
-    x = x + brightness
-    contrast = torch.exp2(torch.randn([b, 1, 1, 1], generator=generator) * 0.5).to(x)
-    contrast = torch.where(coin() > 0, contrast, torch.ones_like(contrast))
+    x = x + randn(b, 1, 1, 1) * 0.2 * coin()
+    contrast = torch.where(coin() > 0, torch.exp2(randn(b, 1, 1, 1) * 0.5), torch.ones_like(x[:, :1, :1, :1]))
     mean = x.mean(dim=[1, 2, 3], keepdim=True)
     x = (x - mean) * contrast + mean
-    sat = torch.exp2(torch.randn([b, 1, 1, 1], generator=generator)).to(x)
-    sat = torch.where(coin() > 0, sat, torch.ones_like(sat))
+    sat = torch.where(coin() > 0, torch.exp2(randn(b, 1, 1, 1)), torch.ones_like(x[:, :1, :1, :1]))
     gray = x.mean(dim=1, keepdim=True)
     return (x - gray) * sat + gray
 
 
-def _ws(G: Generator, z: torch.Tensor, cfg: TrainConfig, gen: torch.Generator, frozen: bool) -> torch.Tensor:
-    if frozen:
-        with torch.no_grad():
-            ws = G.mapping(z, None, skip_w_avg_update=True)
-    else:
-        ws = G.mapping(z, None)
-    if cfg.style_mixing_prob > 0 and torch.rand([], generator=gen).item() < cfg.style_mixing_prob:
-        cutoff = int(torch.randint(1, ws.shape[1], [], generator=gen))
-        z2 = torch.randn(z.shape, generator=gen).to(z)
-        with torch.set_grad_enabled(not frozen):
-            ws2 = G.mapping(z2, None, skip_w_avg_update=True)
-        ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
-    return ws
+@contextlib.contextmanager
+def batch_noise(G: Generator, noise: NoiseMaps | None) -> Iterator[None]:
+    """Give ``G.synthesis`` per-sample noise maps ({buffer name: [B,1,h,w]}) for the duration of the block.
+
+    Inside, ``G.synthesis(ws, noise_mode="const")`` uses them (each map is broadcast over channels,
+    one map per sample); G's own constant maps are restored afterwards, also on error.
+    """
+    if not noise:
+        yield
+        return
+    current = noise_buffers(G)
+    unknown = sorted(set(noise) - set(current))
+    if unknown:
+        raise KeyError(f"unknown noise buffers {unknown}; expected names among {sorted(current)}")
+    saved = {}
+    try:
+        for name, value in noise.items():
+            assert value.ndim == 4 and value.shape[1] == 1, f"{name}: expected [B,1,h,w], got {tuple(value.shape)}"
+            module = G.synthesis.get_submodule(name.rpartition(".")[0])
+            saved[name] = module._buffers["noise_const"]
+            module._buffers["noise_const"] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            G.synthesis.get_submodule(name.rpartition(".")[0])._buffers["noise_const"] = value
+
+
+def synthesize_with_noise(G: Generator, ws: torch.Tensor, noise: NoiseMaps | None) -> torch.Tensor:
+    """G.synthesis(ws) on per-sample noise maps (``None``: fresh random noise in every layer)."""
+    if noise is None:
+        return G.synthesis(ws, noise_mode="random")
+    with batch_noise(G, noise):
+        return G.synthesis(ws, noise_mode="const")
+
+
+def _lr_scale(progress: float, rampdown: float) -> float:
+    """Cosine ramp-down of the learning rate over the final ``rampdown`` fraction of the run."""
+    if rampdown <= 0:
+        return 1.0
+    t = (progress - (1 - rampdown)) / rampdown
+    return 0.5 + 0.5 * math.cos(math.pi * min(max(t, 0.0), 1.0))
+
+
+def _optimisers(G: Generator, D: Discriminator, cfg: TrainConfig) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Adam for G (mapping and synthesis groups) and for D, with StyleGAN2's lazy-R1 correction of D's."""
+    mapping_ids = {id(p) for p in G.mapping.parameters()}
+    groups = [
+        {"params": [p for p in G.parameters() if p.requires_grad and id(p) not in mapping_ids], "lr": cfg.lr_g},
+        {"params": [p for p in G.mapping.parameters() if p.requires_grad], "lr": cfg.lr_g * cfg.mapping_lr_mult},
+    ]
+    groups = [g | {"lr0": g["lr"]} for g in groups if g["params"]]
+    opt_g = torch.optim.Adam(groups, lr=cfg.lr_g, betas=cfg.g_betas)
+    ratio = cfg.r1_interval / (cfg.r1_interval + 1) if cfg.r1_gamma > 0 else 1.0
+    lr_d = cfg.lr_d * ratio
+    opt_d = torch.optim.Adam(
+        [{"params": list(D.parameters()), "lr": lr_d, "lr0": lr_d}], lr=lr_d, betas=tuple(b**ratio for b in cfg.d_betas)
+    )
+    return opt_g, opt_d
+
+
+def _d_step(
+    G: Generator,
+    D: Discriminator,
+    fake: torch.Tensor,
+    real: torch.Tensor,
+    opt_d: torch.optim.Adam,
+    cfg: TrainConfig,
+    step: int,
+    gen: torch.Generator,
+) -> dict[str, torch.Tensor]:
+    """One logistic D step on detached fakes and reals, plus lazy R1 every ``r1_interval`` steps."""
+    D.requires_grad_(True)
+    d_fake = D(augment(fake.detach(), cfg.augment_p, gen), None)
+    d_real = D(augment(real, cfg.augment_p, gen), None)
+    loss_d = F.softplus(d_fake).mean() + F.softplus(-d_real).mean()
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    log = {"d": loss_d.detach(), "d_real": d_real.detach().mean(), "d_fake": d_fake.detach().mean()}
+    if cfg.r1_gamma > 0 and step % cfg.r1_interval == 0:
+        real_r1 = real.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(D(augment(real_r1, cfg.augment_p, gen), None).sum(), real_r1, create_graph=True)
+        loss_r1 = grad.square().sum([1, 2, 3]).mean() * (cfg.r1_gamma / 2) * cfg.r1_interval
+        opt_d.zero_grad(set_to_none=True)
+        loss_r1.backward()
+        opt_d.step()
+        log["d_r1"] = loss_r1.detach()
+    return log
+
+
+def _ema_update(G_ema: Generator, G: Generator, cfg: TrainConfig, step: int) -> None:
+    """G_ema ← lerp(G, G_ema, β) with StyleGAN2's half-life of ``ema_kimg`` (optionally ramped up)."""
+    ema_nimg = cfg.ema_kimg * 1000
+    if cfg.ema_rampup is not None:
+        ema_nimg = min(ema_nimg, (step + 1) * cfg.batch * cfg.ema_rampup)
+    beta = 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
+    with torch.no_grad():
+        for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+            b_ema.copy_(b)
 
 
 def train(
@@ -133,13 +230,13 @@ def train(
     out_dir: str | os.PathLike | None = None,
     G_ema: Generator | None = None,
     progress: bool = True,
-    log_fn: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Train ``G``/``D`` (in place) for ``cfg.steps`` steps; resume from ``out_dir/state.pt`` if present.
+    """Train ``G``/``D`` in place; resume from ``out_dir/state.pt`` if present (see the module docstring).
 
-    With ``cfg.freeze_mapping`` the mapping network is excluded from the optimiser and run under
-    no-grad (fine-tuning as in the paper's Sec. 7.3). ``out_dir`` receives ``state.pt`` (resumable)
-    and, at the end, ``G_ema.safetensors`` and ``D.safetensors``-style files via :func:`save_networks`.
+    ``data_fn(batch, generator)`` gives ``(z, real, noise)`` on G's device; ``generator`` is a
+    ``torch.Generator`` on that device, seeded from ``cfg.seed`` and saved in the state, so a resumed
+    run draws what an uninterrupted one would. With ``cfg.freeze_mapping`` the mapping network is
+    not optimised and runs under no-grad (fine-tuning with the mapping frozen, as the authors did).
     """
     device = next(G.parameters()).device
     G.train().requires_grad_(True)
@@ -148,169 +245,92 @@ def train(
         G_ema = copy.deepcopy(G)
     G_ema.eval().requires_grad_(False)
     if cfg.freeze_mapping:
-        G.mapping.requires_grad_(False)
-        G.mapping.eval()
-    # Lazy regularisation: scale lr and betas as StyleGAN2 does for the regularised network.
-    d_ratio = cfg.r1_interval / (cfg.r1_interval + 1)
-    g_ratio = cfg.pl_interval / (cfg.pl_interval + 1) if cfg.pl_weight > 0 else 1.0
-    g_lr = cfg.lr_g * g_ratio
-    mapping_ids = {id(p) for p in G.mapping.parameters()}
-    g_groups = [
-        {
-            "params": [p for p in G.parameters() if p.requires_grad and id(p) not in mapping_ids],
-            "lr": g_lr,
-            "lr0": g_lr,
-        },
-        {
-            "params": [p for p in G.mapping.parameters() if p.requires_grad],
-            "lr": g_lr * cfg.mapping_lr_mult,
-            "lr0": g_lr * cfg.mapping_lr_mult,
-        },
-    ]
-    g_groups = [g for g in g_groups if g["params"]]
-    opt_g = torch.optim.Adam(g_groups, lr=g_lr, betas=tuple(b**g_ratio for b in (cfg.g_betas or cfg.betas)))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d * d_ratio, betas=tuple(b**d_ratio for b in cfg.betas))
-    for group in opt_d.param_groups:
-        group["lr0"] = group["lr"]
-    gen = torch.Generator().manual_seed(cfg.seed)
-    pl_mean = torch.zeros([], device=device)
+        G.mapping.requires_grad_(False).eval()
+    opt_g, opt_d = _optimisers(G, D, cfg)
+    gen = torch.Generator(device).manual_seed(cfg.seed)
     history: list[dict[str, float]] = []
-    start = 0
-    seconds_before = 0.0
+    start, seconds_before = 0, 0.0
     state_path = Path(out_dir) / "state.pt" if out_dir is not None else None
     if state_path is not None and state_path.exists():
-        # weights_only=True (via load_torch_file): a state holds tensors, dicts, lists, tuples,
-        # numbers and strings only (optimiser states are dicts, the config is stored as a dict).
+        # weights_only loading (load_torch_file): the state holds tensors, dicts, lists and numbers only.
         state = load_torch_file(state_path, map_location=device)
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{state_path}: not a training state (a {type(state).__name__})")
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        G_ema.load_state_dict(state["G_ema"])
+        if not isinstance(state, dict) or "G" not in state:
+            raise CheckpointError(f"{state_path}: not a training state")
+        for net, key in ((G, "G"), (D, "D"), (G_ema, "G_ema")):
+            net.load_state_dict(state[key])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
-        gen.set_state(state["rng"])
-        pl_mean = state["pl_mean"].to(device)
-        history = state["history"]
-        start = int(state["step"])
-        seconds_before = float(state.get("seconds", 0.0))
+        gen.set_state(state["rng"].cpu())
+        history, start, seconds_before = state["history"], int(state["step"]), float(state["seconds"])
+
+    t0 = time.perf_counter()
+
+    def elapsed() -> float:
+        return seconds_before + time.perf_counter() - t0
 
     def save_state(step: int) -> None:
         if state_path is None:
             return
-        state = dict(
-            G=G.state_dict(),
-            D=D.state_dict(),
-            G_ema=G_ema.state_dict(),
-            opt_g=opt_g.state_dict(),
-            opt_d=opt_d.state_dict(),
-            rng=gen.get_state(),
-            pl_mean=pl_mean,
-            history=history,
-            step=step,
-            config=asdict(cfg),
-            seconds=seconds_before + time.perf_counter() - t0,
-        )
+        state = dict(G=G.state_dict(), D=D.state_dict(), G_ema=G_ema.state_dict(), opt_g=opt_g.state_dict())
+        state |= dict(opt_d=opt_d.state_dict(), rng=gen.get_state(), history=history, step=step)
+        state |= dict(config=asdict(cfg), seconds=elapsed())
         atomic_write(state_path, lambda tmp: torch.save(state, tmp))
 
-    t0 = time.perf_counter()
+    pending: dict[str, list[torch.Tensor]] = {}
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress, desc="train")
+    step = start
     for step in bar:
-        if cfg.lr_rampdown > 0:
-            t = (step / cfg.steps - (1 - cfg.lr_rampdown)) / cfg.lr_rampdown
-            scale = 0.5 + 0.5 * math.cos(math.pi * min(max(t, 0.0), 1.0))
-            for group in [*opt_g.param_groups, *opt_d.param_groups]:
-                group["lr"] = group["lr0"] * scale
-        # Per-layer random noise uses torch's global RNG: reseed it from ``gen`` so runs resume exactly.
-        torch.manual_seed(int(torch.randint(0, 2**62, [], generator=gen)))
-        z, real = data_fn(cfg.batch, gen)
-        real = real.to(device)
-        assert real.ndim == 4 and real.shape[0] == cfg.batch, f"data_fn returned {tuple(real.shape)}"
-        z = (z if z is not None else torch.randn([cfg.batch, G.z_dim], generator=gen)).to(device)
-        log: dict[str, float] = {}
+        if cfg.time_budget_s is not None and elapsed() >= cfg.time_budget_s:
+            break
+        done = step / cfg.steps
+        if cfg.time_budget_s is not None:
+            done = max(done, elapsed() / cfg.time_budget_s)
+        scale = _lr_scale(done, cfg.lr_rampdown)
+        for group in [*opt_g.param_groups, *opt_d.param_groups]:
+            group["lr"] = group["lr0"] * scale
 
-        # ---- G step: adversarial + optional reconstruction (+ optional path length).
+        z, real, noise = data_fn(cfg.batch, gen)
+        assert real.ndim == 4 and real.shape[0] == cfg.batch == z.shape[0], f"data_fn gave {tuple(real.shape)}"
         D.requires_grad_(False)
-        ws = _ws(G, z, cfg, gen, cfg.freeze_mapping)
-        fake = G.synthesis(ws, noise_mode="random")
+        with torch.set_grad_enabled(not cfg.freeze_mapping):
+            ws = G.mapping(z, None, skip_w_avg_update=cfg.freeze_mapping)
+        fake = synthesize_with_noise(G, ws, noise)
+        log: dict[str, torch.Tensor] = {}
         loss_g = fake.new_zeros([])
-        if cfg.adv_weight > 0:
-            logits = D(augment(fake, cfg.augment_p, gen), None)
-            loss_adv = F.softplus(-logits).mean()
-            loss_g = loss_g + cfg.adv_weight * loss_adv
-            log["g_adv"] = loss_adv.item()
         if cfg.recon_weight > 0:
-            size = (cfg.recon_size, cfg.recon_size)
-            loss_rec = (
-                (F.interpolate(fake, size=size, mode="area") - F.interpolate(real, size=size, mode="area")).abs().mean()
-            )
-            loss_g = loss_g + cfg.recon_weight * loss_rec
-            log["g_recon"] = loss_rec.item()
+            log["g_recon"] = (fake - real).abs().mean()
+            loss_g = loss_g + cfg.recon_weight * log["g_recon"]
+        if cfg.adv_weight > 0:
+            log["g_adv"] = F.softplus(-D(augment(fake, cfg.augment_p, gen), None)).mean()
+            loss_g = loss_g + cfg.adv_weight * log["g_adv"]
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        if cfg.pl_weight > 0 and step % cfg.pl_interval == 0:
-            pl_batch = max(cfg.batch // 2, 1)
-            ws = _ws(G, z[:pl_batch], cfg, gen, cfg.freeze_mapping).detach().requires_grad_(True)
-            img = G.synthesis(ws, noise_mode="random")
-            noise = torch.randn(img.shape, generator=gen).to(img) / math.sqrt(img.shape[2] * img.shape[3])
-            (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
-            lengths = grad.square().sum(2).mean(1).sqrt()
-            pl_mean = pl_mean.lerp(lengths.mean().detach(), cfg.pl_decay)
-            loss_pl = (lengths - pl_mean).square().mean() * cfg.pl_weight * cfg.pl_interval
-            opt_g.zero_grad(set_to_none=True)
-            loss_pl.backward()
-            opt_g.step()
-            log["g_pl"] = loss_pl.item()
-        D.requires_grad_(True)
+        if cfg.train_d:
+            log |= _d_step(G, D, fake, real, opt_d, cfg, step, gen)
+        _ema_update(G_ema, G, cfg, step)
 
-        # ---- D step: logistic loss on fake and real, lazy R1 on reals.
-        if cfg.adv_weight > 0:
-            with torch.no_grad():
-                fake = G.synthesis(_ws(G, z, cfg, gen, True), noise_mode="random")
-            d_fake = D(augment(fake, cfg.augment_p, gen), None)
-            d_real = D(augment(real, cfg.augment_p, gen), None)
-            loss_d = F.softplus(d_fake).mean() + F.softplus(-d_real).mean()
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-            log["d"] = loss_d.item()
-            log["d_real"] = d_real.mean().item()
-            log["d_fake"] = d_fake.mean().item()
-            if cfg.r1_gamma > 0 and step % cfg.r1_interval == 0:
-                real_r1 = real.detach().requires_grad_(True)
-                logits = D(augment(real_r1, cfg.augment_p, gen), None)
-                (grad,) = torch.autograd.grad(logits.sum(), real_r1, create_graph=True)
-                loss_r1 = grad.square().sum([1, 2, 3]).mean() * (cfg.r1_gamma / 2) * cfg.r1_interval
-                opt_d.zero_grad(set_to_none=True)
-                loss_r1.backward()
-                opt_d.step()
-                log["d_r1"] = loss_r1.item()
-
-        # ---- G_ema update.
-        ema_nimg = cfg.ema_kimg * 1000
-        if cfg.ema_rampup is not None:
-            ema_nimg = min(ema_nimg, (step + 1) * cfg.batch * cfg.ema_rampup)
-        beta = 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
-        with torch.no_grad():
-            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-                p_ema.copy_(p.detach().lerp(p_ema, beta))
-            for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-                b_ema.copy_(b)
-
-        history.append({"step": float(step), **log})
-        if log_fn is not None:
-            log_fn(step, log)
-        if progress:
-            bar.set_postfix({k: f"{v:.3f}" for k, v in log.items() if k in ("g_adv", "g_recon", "d")})
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+        for k, v in log.items():  # no host sync per step: tensors are read every log_every steps
+            pending.setdefault(k, []).append(v.detach().float())
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            entry = {"step": float(step + 1), "seconds": round(elapsed(), 2)}
+            entry |= {k: float(torch.stack(v).mean()) for k, v in pending.items()}
+            history.append(entry)
+            pending.clear()
+            if progress:
+                bar.set_postfix({k: f"{v:.4f}" for k, v in entry.items() if k in ("g_recon", "d")})
+        if (step + 1) % cfg.checkpoint_every == 0:
             save_state(step + 1)
-
+    else:
+        step = cfg.steps
+    steps_done = max(step, start)
+    save_state(steps_done)
     G.eval()
     D.eval()
     if out_dir is not None:
-        save_networks(Path(out_dir) / "networks.safetensors", G=G_ema, D=D, meta={"train_config": asdict(cfg)})
-    return TrainResult(G=G, D=D, G_ema=G_ema, history=history, seconds=seconds_before + time.perf_counter() - t0)
+        meta = {"train_config": asdict(cfg), "steps_done": steps_done}
+        save_networks(Path(out_dir) / "networks.safetensors", G=G_ema, D=D, meta=meta)
+    return TrainResult(G=G, D=D, G_ema=G_ema, history=history, seconds=elapsed(), steps=steps_done)
 
 
 def finetune_copy(G_s: Generator, D_s: Discriminator) -> tuple[Generator, Discriminator]:

@@ -6,24 +6,31 @@ through the normal CDF to factors in [-1, 1] (identity first, then nuisance). Th
 coordinates are free. ``G_s`` is trained on photo renders of those factors, each ``G_t`` is
 fine-tuned from ``G_s`` on renders of the *same* factors in a target style with the mapping frozen,
 so one w gives the same identity in every style.
+
+The renderer's stochastic detail (hair strands, skin pores, background grain) is drawn from three
+texture noise maps (:data:`hrinv_nb.toy.render.TEXTURE_NOISE`). During training the *same* maps are
+fed to three of the generator's noise inputs (:data:`TEXTURE_NOISE_LAYERS`), so the paired regression
+has one sharp answer and the learned noise strengths carry the detail, as in a real FFHQ StyleGAN2
+("stochastic variation", Karras et al. 2019, sec. 3.2). Every other noise input gets fresh noise that
+the target does not depend on, so its learned strength stays small.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from ..errors import CheckpointError
-from ..networks import Discriminator, Generator
+from ..networks import Discriminator, Generator, noise_buffers
 from ..ops import normalize_2nd_moment
 from ..torch_files import load_torch_file
 from .render import N_IDENTITY, N_NUISANCE, STYLES, render
 
-TOY_RESOLUTION = 64
+TOY_RESOLUTION = 128
 TOY_Z_DIM = 64
 TOY_W_DIM = 128
 N_FACTORS = N_IDENTITY + N_NUISANCE
@@ -35,31 +42,35 @@ TOY_G_KWARGS = dict(
     img_resolution=TOY_RESOLUTION,
     img_channels=3,
     mapping_kwargs={"num_layers": 4, "lr_multiplier": 0.1},  # 0.01 in FFHQ: too slow for a toy budget
-    synthesis_kwargs={"channel_base": 2048, "channel_max": 64, "num_fp16_res": 0, "conv_clamp": 256},
+    # b4..b64: 64 channels, b128: 32 (FFHQ 1024²: 512 down to 32); small enough for a 2-core CPU.
+    synthesis_kwargs={"channel_base": 4096, "channel_max": 64, "num_fp16_res": 0, "conv_clamp": 256},
 )
 TOY_D_KWARGS = dict(
     c_dim=0,
     img_resolution=TOY_RESOLUTION,
     img_channels=3,
     architecture="resnet",
-    channel_base=2048,
+    channel_base=4096,
     channel_max=64,
     num_fp16_res=0,
     conv_clamp=256,
     epilogue_kwargs={"mbstd_group_size": 4},
 )
 TARGET_STYLES = tuple(s for s in STYLES if s != "photo")
+TOY_NUM_WS = 12
+# Which generator noise input carries each texture map of the renderer during training.
+TEXTURE_NOISE_LAYERS: dict[str, str] = {"fine": "b128.conv1", "grain": "b128.conv0", "coarse": "b64.conv1"}
 
 
 def new_toy_networks(seed: int) -> tuple[Generator, Discriminator]:
-    """Freshly initialised toy G and D (64², num_ws 10), from an explicit seed."""
+    """Freshly initialised toy G and D (128², num_ws 12), from an explicit seed."""
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
         G, D = Generator(**TOY_G_KWARGS), Discriminator(**TOY_D_KWARGS)
     finally:
         torch.random.set_rng_state(state)
-    assert G.num_ws == 10
+    assert G.num_ws == TOY_NUM_WS, G.num_ws
     return G, D
 
 
@@ -71,43 +82,68 @@ def factors_from_z(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def render_z(
-    z: torch.Tensor, style: str = "photo", size: tuple[int, int] = (TOY_RESOLUTION, TOY_RESOLUTION)
+    z: torch.Tensor,
+    style: str = "photo",
+    size: tuple[int, int] = (TOY_RESOLUTION, TOY_RESOLUTION),
+    noise: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """The render that latent ``z`` stands for, in ``style``: [B, 3, H, W] in [-1, 1]."""
+    """The render that latent ``z`` stands for, in ``style``: [B, 3, H, W] in [-1, 1].
+
+    ``noise`` holds the texture maps (keys of :data:`hrinv_nb.toy.render.TEXTURE_NOISE`); ``None`` draws them from the
+    nuisance factors, so the render is then a fixed function of z.
+    """
     identity, nuisance = factors_from_z(z)
-    return render(identity, nuisance, style=style, size=size)
+    return render(identity, nuisance, style=style, size=size, noise=noise)
 
 
-@dataclass
-class PairedDataset:
-    """A cached set of (z, render) pairs; ``sample`` draws a batch with a torch.Generator."""
-
-    z: torch.Tensor
-    images: torch.Tensor
-
-    def sample(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(0, self.z.shape[0], [batch], generator=generator)
-        return self.z[idx], self.images[idx].float()
+def texture_noise_layers(resolution: int) -> dict[str, str]:
+    """The generator layer whose noise input carries each texture map, for a ``resolution``² generator."""
+    assert resolution >= 8 and resolution & (resolution - 1) == 0, resolution
+    return {"fine": f"b{resolution}.conv1", "grain": f"b{resolution}.conv0", "coarse": f"b{resolution // 2}.conv1"}
 
 
-def paired_dataset(
-    n: int, style: str, seed: int, cache: str | os.PathLike | None = None, chunk: int = 256, progress: bool = True
-) -> PairedDataset:
-    """Render ``n`` (z, image) pairs in ``style`` from ``seed``; cache them to ``cache`` (fp16) if given."""
-    from tqdm.auto import tqdm
+def draw_generator_noise(G: Generator, batch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Fresh standard-normal maps [batch, 1, r, r] for every noise input of ``G`` (by buffer name),
+    drawn with ``generator`` on its device."""
+    return {
+        name: torch.randn([batch, 1, *buf.shape[-2:]], generator=generator, device=generator.device)
+        for name, buf in noise_buffers(G).items()
+    }
 
-    if cache is not None and Path(cache).exists():
-        blob = load_torch_file(cache, map_location=None)
-        if blob["z"].shape[0] == n and blob["style"] == style and int(blob["seed"]) == seed:
-            return PairedDataset(blob["z"], blob["images"])
-    z = torch.randn([n, TOY_Z_DIM], generator=torch.Generator().manual_seed(seed))
-    images = torch.empty([n, 3, TOY_RESOLUTION, TOY_RESOLUTION], dtype=torch.float16)
-    for i in tqdm(range(0, n, chunk), desc=f"render {style}", disable=not progress):
-        images[i : i + chunk] = render_z(z[i : i + chunk], style).half()
-    if cache is not None:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"z": z, "images": images, "style": style, "seed": seed}, cache)
-    return PairedDataset(z, images)
+
+def texture_noise_from(G: Generator, noise: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The renderer's texture maps (keys of :data:`hrinv_nb.toy.render.TEXTURE_NOISE`) among a generator's noise maps."""
+    layers = texture_noise_layers(G.img_resolution)
+    return {key: noise[f"{layer}.noise_const"] for key, layer in layers.items()}
+
+
+def paired_batch(
+    G: Generator, z: torch.Tensor, style: str, generator: torch.Generator, chunk_pixels: int = 1 << 22
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Renders of ``z`` in ``style`` at G's resolution and the per-sample noise maps G must receive.
+
+    Every noise input of G gets fresh noise; the three of :func:`texture_noise_layers` are also the
+    render's texture maps, so G(z, noise) has one exact target. Returns (images [B,3,R,R], noise).
+    """
+    noise = draw_generator_noise(G, z.shape[0], generator)
+    identity, nuisance = factors_from_z(z)
+    r = G.img_resolution
+    real = render(
+        identity, nuisance, style=style, size=(r, r), noise=texture_noise_from(G, noise), chunk_pixels=chunk_pixels
+    )
+    assert real.shape == (z.shape[0], 3, r, r), real.shape
+    return real, noise
+
+
+def paired_data_fn(G: Generator, style: str) -> Callable[[int, torch.Generator], tuple[torch.Tensor, ...]]:
+    """A :func:`hrinv_nb.toy.training.train` data function: fresh z, its render in ``style`` and the noise."""
+
+    def data_fn(batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        z = torch.randn([batch, G.z_dim], generator=generator, device=generator.device)
+        real, noise = paired_batch(G, z, style, generator)
+        return z, real, noise
+
+    return data_fn
 
 
 def steps_for_kimg(kimg: float, batch: int) -> int:
