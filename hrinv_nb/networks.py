@@ -210,7 +210,8 @@ class SynthesisLayer(nn.Module):
         noise = None
         if self.use_noise and noise_mode == "random":
             noise = (
-                torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+                torch.randn([x.shape[0], 1, x.shape[2] * self.up, x.shape[3] * self.up], device=x.device)
+                * self.noise_strength
             )
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
@@ -318,10 +319,11 @@ class SynthesisBlock(nn.Module):
                 and (dtype == torch.float32 or int(ws.shape[0]) == 1)
             )
         if self.in_channels == 0:
-            x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            # A given x (Style-INR canvas: the const widened) replaces the learned 4x4 const.
+            x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1]) if x is None else x.to(dtype)
             x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
         else:
-            assert x is not None and x.shape[1:] == (self.in_channels, self.resolution // 2, self.resolution // 2)
+            assert x is not None and x.shape[1] == self.in_channels and min(x.shape[2:]) == self.resolution // 2
             x = x.to(dtype)
             if self.architecture == "resnet":
                 y = self.skip(x, gain=math.sqrt(0.5))

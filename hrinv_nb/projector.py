@@ -673,8 +673,10 @@ def _project_chunk(
 
     noise_bufs: dict[str, torch.Tensor] = {}
     if optimize_noise:
+        # A canvas Style-INR synthesis (hrinv_nb.inr) runs its layers at the target's aspect: its maps have that shape.
+        sizes = G.synthesis.noise_shapes(tuple(targets.shape[-2:])) if hasattr(G.synthesis, "noise_shapes") else {}
         for name, module in _noise_layers(G).items():
-            shape = [batch, 1, *module.noise_const.shape[-2:]]
+            shape = [batch, 1, *sizes.get(name, module.noise_const.shape[-2:])]
             buf = torch.randn(shape, generator=generator, device=device).requires_grad_(True)
             module._buffers["noise_const"] = buf  # broadcast over channels, one map per sample
             noise_bufs[name] = buf

@@ -81,8 +81,11 @@ def invert_nonsquare(
 ) -> ProjectionResult:
     """Invert a [1,3,H,W] target of any shape with a Style-INR generator rendering exactly H x W.
 
-    The loss runs at the full H x W (no crop, no resize); the noise maps keep their native square
-    sizes. Keyword arguments go to :func:`hrinv_nb.project`.
+    The loss runs at the full H x W (no crop, no resize). The optimised noise maps keep their native
+    square sizes, except for a canvas Style-INR generator (``canvas=True``, see :mod:`hrinv_nb.inr`),
+    whose layers run at the target's aspect: its maps (``result.noise``) have the canvas shapes,
+    ``G.synthesis.noise_shapes((H, W))``, and ``G.synthesis(w, shape=(H, W), noise=result.noise)``
+    re-renders the result. Keyword arguments go to :func:`hrinv_nb.project`.
     """
     if not isinstance(G.synthesis, INRSynthesisNetwork):
         raise TypeError("non-square inversion needs a Style-INR generator (hrinv_nb.inr.StyleINRGenerator)")

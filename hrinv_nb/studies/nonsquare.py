@@ -17,7 +17,11 @@ from ..networks import Generator
 def render_shapes(
     G: Generator, ws: torch.Tensor, shapes: Sequence[Sequence[int]]
 ) -> dict[tuple[int, int], torch.Tensor]:
-    """Render the codes ``ws`` [B, num_ws, w_dim] of a Style-INR generator at every (H, W) in ``shapes``."""
+    """Render the codes ``ws`` [B, num_ws, w_dim] of a Style-INR generator at every (H, W) in ``shapes``.
+
+    Constant noise: for a canvas generator (``canvas=True``) the square maps sit at the centre of
+    deterministic canvas-sized maps, so every shape shows the same face with more or less scene.
+    """
     if not isinstance(G.synthesis, INRSynthesisNetwork):
         raise TypeError("render_shapes needs a Style-INR generator (hrinv_nb.inr.StyleINRGenerator)")
     assert ws.ndim == 3 and ws.shape[1:] == (G.num_ws, G.w_dim), f"ws must be [B,{G.num_ws},{G.w_dim}]"

@@ -1,0 +1,232 @@
+"""Training of the toy Style-INR model (issue 13, item 6): a canvas :class:`~hrinv_nb.inr.StyleINRGenerator`.
+
+:func:`train_toy_inr` starts from G_s (mapping, blocks and noise strengths copied, a fresh INR head
+attached, ``canvas=True``) and trains the synthesis blocks and the head, the mapping frozen, on a mix of
+
+* **square** batches at G_s's resolution R: distillation, ``G_inr(w, n) ≈ G_s(w, n)`` with the same w
+  and the same per-sample noise maps of every layer, so that the square output reproduces G_s;
+* **wide** batches (R x 3R/2, R x 2R, R x 3R by default): ``G_inr(w, n)`` at that shape against the
+  photo render of the same z at that size, its texture maps (``fine``, ``grain``, ``coarse``) being
+  the generator's noise maps of the canvas at :func:`hrinv_nb.toy.world.texture_noise_layers` (the
+  other layers get fresh canvas-sized noise), as in the paired training of G_s. The wide outputs then
+  become scenes of the toy world: the face with more background and shoulders.
+
+The loss is L1 in pixels. Everything runs on ``device`` in batches (no per-sample Python loop, no
+host sync per step: losses are accumulated on the device and read every ``log_every`` steps); it
+stops after ``steps`` steps or when ``time_budget_s`` of wall-clock time is spent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+
+from ..inr import StyleINRGenerator, attach_inr_head
+from ..networks import Generator
+
+# render_fn(z [B, z_dim], (H, W), texture maps {"fine", "grain", "coarse"}) -> images [B, 3, H, W] in [-1, 1]
+RenderFn = Callable[[torch.Tensor, tuple[int, int], dict[str, torch.Tensor]], torch.Tensor]
+
+
+def photo_render_fn(z: torch.Tensor, size: tuple[int, int], noise: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The toy world's photo render of ``z`` at ``size`` with the texture maps ``noise`` (on z's device)."""
+    from .render import render
+    from .world import factors_from_z
+
+    identity, nuisance = factors_from_z(z)
+    return render(identity, nuisance, style="photo", size=size, noise=noise)
+
+
+def default_wide_shapes(resolution: int) -> tuple[tuple[int, int], ...]:
+    """R x 3R/2, R x 2R and R x 3R (canvas widths 6, 8 and 12 at b4)."""
+    return ((resolution, resolution * 3 // 2), (resolution, resolution * 2), (resolution, resolution * 3))
+
+
+@contextlib.contextmanager
+def _noise_assigned(G: Generator, noise: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Temporarily make ``noise`` ([B,1,r,r] by buffer name) the constant noise maps of a plain ``G``."""
+    layers = {f"{n}.noise_const": m for n, m in G.synthesis.named_modules() if "noise_const" in m._buffers}
+    assert set(noise) == set(layers), (sorted(noise), sorted(layers))
+    saved = {name: m._buffers["noise_const"] for name, m in layers.items()}
+    try:
+        for name, m in layers.items():
+            assert noise[name].shape[-2:] == saved[name].shape[-2:], (name, tuple(noise[name].shape))
+            m._buffers["noise_const"] = noise[name]
+        yield
+    finally:
+        for name, m in layers.items():
+            m._buffers["noise_const"] = saved[name]
+
+
+def synthesis_with_noise(G: Generator, ws: torch.Tensor, noise: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``G.synthesis(ws)`` of a plain generator with per-sample noise maps ``noise`` ([B,1,r,r] per layer)."""
+    with _noise_assigned(G, noise):
+        return G.synthesis(ws, noise_mode="const")
+
+
+def _draw_noise(shapes: dict[str, tuple[int, int]], batch: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {
+        name: torch.randn([batch, 1, h, w], generator=generator, device=generator.device)
+        for name, (h, w) in shapes.items()
+    }
+
+
+def _psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean over samples of the PSNR (dB) of [-1, 1] images, peak-to-peak 2 (as 8-bit PSNR, unquantised)."""
+    mse = (a.float() - b.float()).square().mean(dim=(1, 2, 3)).clamp_min(1e-12)
+    return float((10 * torch.log10(4.0 / mse)).mean())
+
+
+# fmt: off
+def train_toy_inr(
+    G_s: Generator, *, device: torch.device | str, steps: int, time_budget_s: float | None, seed: int = 0,
+    batch: int = 16, wide_shapes: Sequence[tuple[int, int]] | None = None, square_fraction: float = 0.5,
+    lr: float = 1e-3, head_lr: float = 3e-3, render_fn: RenderFn | None = None,
+    inr_net_kwargs: dict | None = None, log_every: int = 100, eval_samples: int = 16, progress: bool = False,
+) -> tuple[StyleINRGenerator, dict]:
+    # fmt: on
+    """Train the toy canvas Style-INR model from ``G_s`` (see the module docstring); returns (G_inr, record).
+
+    ``render_fn(z, (H, W), texture_maps)``: the wide targets (default :func:`photo_render_fn`).
+    ``square_fraction``: share of the steps that are square distillation batches; the other steps
+    cycle through ``wide_shapes``. ``record``: steps done, seconds, per-kind mean L1 over the last
+    ``log_every`` steps of each kind, a loss log, and at the end the PSNR (dB) of the square output
+    against G_s and of each wide shape against its render, on ``eval_samples`` fresh samples.
+    G_inr comes back on the CPU, in eval mode, without gradients.
+    """
+    assert steps >= 0 and batch >= 1 and 0 < square_fraction <= 1, (steps, batch, square_fraction)
+    from .world import texture_noise_layers
+
+    device = torch.device(device)
+    render_fn = render_fn or photo_render_fn
+    R = G_s.img_resolution
+    wide = tuple((int(h), int(w)) for h, w in (wide_shapes or default_wide_shapes(R)))
+    teacher = copy.deepcopy(G_s).to(device).eval().requires_grad_(False)
+    G = attach_inr_head(teacher, inr_net_kwargs=inr_net_kwargs, seed=seed, canvas=True).to(device).eval()
+    synth = G.synthesis
+    synth.requires_grad_(True)
+    head = list(synth.inr_net.parameters())
+    head_ids = {id(p) for p in head}
+    blocks = [p for p in synth.parameters() if id(p) not in head_ids]
+    opt = torch.optim.Adam(
+        [{"params": blocks, "lr": lr}, {"params": head, "lr": head_lr}], betas=(0.9, 0.99), eps=1e-8
+    )
+    texture = texture_noise_layers(R)
+    square_shapes = synth.noise_shapes((R, R))
+    wide_noise_shapes = {s: synth.noise_shapes(s) for s in wide}
+    for s, shapes in wide_noise_shapes.items():  # the renderer's map shapes: fine, grain (H, W), coarse (H/2, W/2)
+        assert shapes[f"{texture['fine']}.noise_const"] == s, (s, shapes)
+        assert shapes[f"{texture['coarse']}.noise_const"] == (math.ceil(s[0] / 2), math.ceil(s[1] / 2)), (s, shapes)
+
+    gen = torch.Generator(device=device).manual_seed(seed)
+    sums = {"square": torch.zeros([], device=device), "wide": torch.zeros([], device=device)}
+    counts = {"square": 0, "wide": 0}
+    log: list[dict] = []
+    last: dict[str, float] = {}
+    t0 = time.perf_counter()
+    done, n_wide = 0, 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc="toy INR")
+    for step in range(steps):
+        if time_budget_s is not None and time.perf_counter() - t0 >= time_budget_s:
+            break
+        z = torch.randn([batch, G.z_dim], generator=gen, device=device)
+        with torch.no_grad():
+            ws = G.mapping(z, None)
+        if math.floor((step + 1) * square_fraction) > math.floor(step * square_fraction):
+            kind, shape = "square", (R, R)
+            noise = _draw_noise(square_shapes, batch, gen)
+            with torch.no_grad():
+                target = synthesis_with_noise(teacher, ws, noise)
+        else:
+            kind, shape = "wide", wide[n_wide % len(wide)]
+            n_wide += 1
+            noise = _draw_noise(wide_noise_shapes[shape], batch, gen)
+            maps = {key: noise[f"{layer}.noise_const"] for key, layer in texture.items()}
+            with torch.no_grad():
+                target = render_fn(z, shape, maps).to(device, torch.float32)
+        assert target.shape == (batch, 3, *shape), (tuple(target.shape), shape)
+        out = synth(ws, shape=shape, noise=noise)
+        loss = (out - target).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sums[kind] += loss.detach()
+        counts[kind] += 1
+        done = step + 1
+        if done % log_every == 0 or done == steps:
+            entry = {"step": done, "seconds": round(time.perf_counter() - t0, 2)}
+            for k in sums:
+                if counts[k]:
+                    last[k] = float(sums[k]) / counts[k]  # one host sync per log_every steps
+                    entry[f"{k}_l1"] = last[k]
+                    sums[k].zero_()
+                    counts[k] = 0
+            log.append(entry)
+            if bar is not None:
+                bar.set_postfix({k: f"{v:.4f}" for k, v in last.items()})
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    for k in sums:
+        if counts[k]:
+            last[k] = float(sums[k]) / counts[k]
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+
+    G.requires_grad_(False)
+    evaluation = _evaluate(G, teacher, wide, texture, render_fn, eval_samples, seed + 1) if eval_samples else {}
+    record = {
+        "steps": done,
+        "seconds": round(seconds, 2),
+        "batch": batch,
+        "device": str(device),
+        "seed": seed,
+        "square_fraction": square_fraction,
+        "wide_shapes": [list(s) for s in wide],
+        "lr": lr,
+        "head_lr": head_lr,
+        "final_l1": {f"{k}_l1": v for k, v in last.items()},
+        "eval": evaluation,
+        "log": log,
+    }
+    return G.cpu().eval(), record
+
+
+def _evaluate(
+    G: StyleINRGenerator,
+    teacher: Generator,
+    wide: Sequence[tuple[int, int]],
+    texture: dict[str, str],
+    render_fn: RenderFn,
+    n: int,
+    seed: int,
+) -> dict[str, float]:
+    """PSNR (dB) of the square output against G_s (same w, same noise) and of each wide shape against its render."""
+    device = next(G.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    R = G.img_resolution
+    out: dict[str, float] = {}
+    with torch.no_grad():
+        z = torch.randn([n, G.z_dim], generator=gen, device=device)
+        ws = G.mapping(z, None)
+        noise = _draw_noise(G.synthesis.noise_shapes((R, R)), n, gen)
+        out[f"square_{R}x{R}_psnr_vs_G_s"] = _psnr_db(G.synthesis(ws, shape=(R, R), noise=noise),
+                                                      synthesis_with_noise(teacher, ws, noise))
+        for shape in wide:
+            noise = _draw_noise(G.synthesis.noise_shapes(shape), n, gen)
+            maps = {key: noise[f"{layer}.noise_const"] for key, layer in texture.items()}
+            target = render_fn(z, shape, maps).to(device, torch.float32)
+            out[f"wide_{shape[0]}x{shape[1]}_psnr_vs_render"] = _psnr_db(G.synthesis(ws, shape=shape, noise=noise),
+                                                                          target)
+    return out
