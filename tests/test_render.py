@@ -12,12 +12,15 @@ from hrinv_nb.toy.render import (
     N_NUISANCE,
     NUISANCE_FACTORS,
     STYLES,
+    TEXTURE_NOISE,
+    draw_texture_noise,
     exaggerate_identity,
     render,
     render_contact_sheet,
     render_from_seed,
     sample_identity,
     sample_nuisance,
+    texture_noise_shapes,
 )
 
 
@@ -33,6 +36,12 @@ def _single_thread():
 def _batch(seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return sample_identity(n, g), sample_nuisance(n, g)
+
+
+def _noise(seed: int, n: int, size: tuple[int, int]) -> dict[str, torch.Tensor]:
+    """Independent standard-normal texture noise maps for ``n`` renders of ``size``."""
+    g = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(n, 1, *hw, generator=g) for k, hw in texture_noise_shapes(size).items()}
 
 
 def _blur(x: torch.Tensor) -> torch.Tensor:
@@ -75,24 +84,25 @@ def test_sampling_is_seeded_and_in_range() -> None:
 
 
 def test_render_is_deterministic() -> None:
-    a = render_from_seed(5, 3, "photo")
-    b = render_from_seed(5, 3, "photo")
-    c = render_from_seed(6, 3, "photo")
+    a = render_from_seed(5, 3, "photo", size=(64, 64))
+    b = render_from_seed(5, 3, "photo", size=(64, 64))
+    c = render_from_seed(6, 3, "photo", size=(64, 64))
     assert torch.equal(a, b)
     assert (a - c).abs().mean() > 0.05
 
 
-def test_batch_independence() -> None:
-    """A face renders the same alone or inside a batch (and across internal chunks)."""
+@pytest.mark.parametrize("style", ["photo", "anime"])
+def test_batch_independence(style: str) -> None:
+    """A face renders the same alone or inside a batch (and across internal chunks), default noise included."""
     ident, nuis = _batch(2, 5)
-    full = render(ident, nuis, "anime", chunk_pixels=2 * 128 * 128)
-    single = render(ident[3:4], nuis[3:4], "anime")
+    full = render(ident, nuis, style, (64, 64), chunk_pixels=2 * 128 * 128)
+    single = render(ident[3:4], nuis[3:4], style, (64, 64))
     assert torch.allclose(full[3:4], single, atol=1e-5)
 
 
 def test_render_from_seed_matches_manual_sampling() -> None:
     ident, nuis = _batch(9, 2)
-    assert torch.equal(render_from_seed(9, 2, "cartoon"), render(ident, nuis, "cartoon"))
+    assert torch.equal(render_from_seed(9, 2, "cartoon", size=(64, 64)), render(ident, nuis, "cartoon", (64, 64)))
 
 
 def test_unknown_style_rejected() -> None:
@@ -128,7 +138,7 @@ def test_non_square_extends_the_same_scene() -> None:
 
 def test_styles_differ() -> None:
     ident, nuis = _batch(3, 4)
-    imgs = {s: render(ident, nuis, s) for s in STYLES}
+    imgs = {s: render(ident, nuis, s, (64, 64)) for s in STYLES}
     for i, a in enumerate(STYLES):
         for b in STYLES[i + 1 :]:
             assert (imgs[a] - imgs[b]).abs().mean() > 0.1, (a, b)
@@ -153,7 +163,8 @@ def test_every_identity_factor_changes_the_image(style: str) -> None:
     base = sample_identity(1, g) * 0.5
     nuis = sample_nuisance(1, g)
     ids = torch.cat([base] + [_perturbed(base, k) for k in range(N_IDENTITY)])
-    img = render(ids, nuis.expand(len(ids), -1), style)
+    noise = {k: v.expand(len(ids), -1, -1, -1) for k, v in _noise(0, 1, (64, 64)).items()}
+    img = render(ids, nuis.expand(len(ids), -1), style, (64, 64), noise=noise)
     change = (img[1:] - img[:1]).abs().amax((1, 2, 3))
     floor = 0.04 if style == "photo" else 0.01
     weak = [IDENTITY_FACTORS[k] for k in range(N_IDENTITY) if change[k] < floor]
@@ -161,11 +172,13 @@ def test_every_identity_factor_changes_the_image(style: str) -> None:
 
 
 def test_every_nuisance_factor_changes_the_photo() -> None:
+    """With the noise maps fixed (the default maps would change with any nuisance value)."""
     g = torch.Generator().manual_seed(8)
     ident = sample_identity(1, g)
     base = sample_nuisance(1, g)
     nus = torch.cat([base] + [_perturbed(base, k) for k in range(N_NUISANCE)])
-    img = render(ident.expand(len(nus), -1), nus, "photo")
+    noise = {k: v.expand(len(nus), -1, -1, -1) for k, v in _noise(1, 1, (64, 64)).items()}
+    img = render(ident.expand(len(nus), -1), nus, "photo", (64, 64), noise=noise)
     change = (img[1:] - img[:1]).abs().amax((1, 2, 3))
     assert (change > 0.04).all(), dict(zip(NUISANCE_FACTORS, change.tolist()))
 
@@ -187,10 +200,10 @@ def test_identity_recognisable_across_styles() -> None:
         f = f - f.mean(0, keepdim=True)
         return f / f.norm(dim=1, keepdim=True)
 
-    photo = feat(render(ident, nuis, "photo"))
+    photo = feat(render(ident, nuis, "photo", (64, 64)))
     off = ~torch.eye(n, dtype=torch.bool)
     for style in STYLES[1:]:
-        other = feat(render(ident, nuis, style))
+        other = feat(render(ident, nuis, style, (64, 64)))
         same = (photo - other).norm(dim=1)
         between = torch.cdist(other, other)
         assert same.mean() < 0.6 * between[off].mean(), style
@@ -232,10 +245,15 @@ def test_photo_texture_is_dense_cartoon_is_flat() -> None:
 @pytest.mark.parametrize("style", STYLES)
 def test_antialiasing(style: str) -> None:
     """A direct 64x64 render is close to a 256x256 render area-downsampled to 64x64,
-    and much closer than point-sampling the 256x256 render (what an aliased renderer sees)."""
+    and much closer than point-sampling the 256x256 render (what an aliased renderer sees).
+    The noise maps are zero: the texture is per output pixel, so it differs between sizes."""
     ident, nuis = _batch(5, 3)
-    direct = render(ident, nuis, style, (64, 64))
-    hi = render(ident, nuis, style, (256, 256))
+
+    def zeros(size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        return {k: torch.zeros(3, 1, *hw) for k, hw in texture_noise_shapes(size).items()}
+
+    direct = render(ident, nuis, style, (64, 64), noise=zeros((64, 64)))
+    hi = render(ident, nuis, style, (256, 256), noise=zeros((256, 256)))
     reference = F.avg_pool2d(hi, 4)
     pointwise = hi[..., 1::4, 1::4]
     err = (direct - reference).abs().mean()
@@ -245,7 +263,7 @@ def test_antialiasing(style: str) -> None:
 
 def test_edges_have_intermediate_values() -> None:
     ident, nuis = _batch(6, 4)
-    _, mask = render(ident, nuis, "cartoon", return_mask=True)
+    _, mask = render(ident, nuis, "cartoon", (64, 64), return_mask=True)
     partial = ((mask > 0.05) & (mask < 0.95)).float().sum((1, 2, 3))
     assert (partial >= 20).all()  # the head outline is a soft ramp, not a staircase
 
@@ -270,3 +288,114 @@ def test_contact_sheet(tmp_path) -> None:
     out = render_contact_sheet(tmp_path / "sheet.png", n_identities=3, upscale=1)
     assert out.dtype == torch.uint8 and out.shape[-1] == 3
     assert (tmp_path / "sheet.png").stat().st_size > 1000
+
+
+# ----------------------------------------------------------------------------- texture noise
+
+
+def test_texture_noise_shapes_and_default_maps() -> None:
+    assert TEXTURE_NOISE == ("fine", "grain", "coarse")
+    assert texture_noise_shapes((128, 384)) == {"fine": (128, 384), "grain": (128, 384), "coarse": (64, 192)}
+    assert texture_noise_shapes((33, 20))["coarse"] == (17, 10)
+    _, nuis = _batch(0, 6)
+    maps = draw_texture_noise(nuis, (64, 64))
+    assert set(maps) == set(TEXTURE_NOISE)
+    for k, (h, w) in texture_noise_shapes((64, 64)).items():
+        assert maps[k].shape == (6, 1, h, w) and maps[k].dtype == torch.float32
+    fine = maps["fine"]
+    assert abs(fine.mean()) < 0.05 and abs(fine.std() - 1) < 0.05  # standard normal
+    assert (fine[0] - fine[1]).abs().mean() > 0.5  # samples differ
+    assert not torch.allclose(maps["fine"], maps["grain"])  # maps differ
+    again = draw_texture_noise(nuis[2:3], (64, 64))
+    assert all(torch.equal(again[k], maps[k][2:3]) for k in TEXTURE_NOISE)  # batch independent
+    wide = draw_texture_noise(nuis, (64, 192))
+    assert torch.equal(wide["fine"][..., 64:128], maps["fine"])  # keyed by offset from the centre
+    assert torch.equal(wide["coarse"][..., 32:64], maps["coarse"])
+
+
+def test_noise_is_used_and_validated() -> None:
+    ident, nuis = _batch(3, 2)
+    default = render(ident, nuis, "photo", (32, 32))
+    assert torch.equal(default, render(ident, nuis, "photo", (32, 32), noise=draw_texture_noise(nuis, (32, 32))))
+    with pytest.raises(AssertionError):
+        render(ident, nuis, "photo", (32, 32), noise=_noise(0, 2, (64, 64)))  # wrong shapes
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR (dB) of images in [-1, 1], peak 1 after mapping to [0, 1]."""
+    return -10 * torch.log10((((a - b) / 2) ** 2).mean((1, 2, 3)))
+
+
+def test_noise_changes_texture_not_the_face() -> None:
+    """Two noise draws: visible, mostly high-frequency differences; the low-pass image agrees."""
+    ident, nuis = _batch(21, 6)
+    a = render(ident, nuis, "photo", noise=_noise(1, 6, (128, 128)))
+    b = render(ident, nuis, "photo", noise=_noise(2, 6, (128, 128)))
+    psnr = _psnr(a, b)
+    assert (psnr > 18).all() and (psnr < 37).all(), psnr
+    d = (a - b).mean(1)
+    p = torch.fft.fft2(d - d.mean((-2, -1), keepdim=True)).abs() ** 2
+    f = torch.sqrt(torch.fft.fftfreq(128).view(-1, 1) ** 2 + torch.fft.fftfreq(128).view(1, -1) ** 2)
+    assert p[:, f > 0.125].sum() > 0.7 * p.sum()  # >70% of the change above 0.25x Nyquist
+    la, lb = F.avg_pool2d(a, 8), F.avg_pool2d(b, 8)  # 16x16: identity, pose, colours
+    assert (_psnr(la, lb) > 35).all(), _psnr(la, lb)
+    assert (la - lb).abs().mean() < 0.1 * (la - la.roll(1, 0)).abs().mean()  # vs another face
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_noise_dependence_per_style(style: str) -> None:
+    """photo uses every map; caricature only ``grain``; cartoon and anime none."""
+    ident, nuis = _batch(4, 2)
+    base = _noise(3, 2, (32, 32))
+    ref = render(ident, nuis, style, (32, 32), noise=base)
+    uses = {"photo": set(TEXTURE_NOISE), "caricature": {"grain"}}.get(style, set())
+    for k in TEXTURE_NOISE:
+        changed = dict(base, **{k: torch.randn(base[k].shape, generator=torch.Generator().manual_seed(9))})
+        diff = (render(ident, nuis, style, (32, 32), noise=changed) - ref).abs().amax()
+        assert (diff > 0.02) if k in uses else (diff == 0), (k, diff)
+
+
+@pytest.mark.parametrize(("name", "field"), [("grain", (24, 6)), ("fine", (27, 19)), ("coarse", (12, 3))])
+def test_noise_to_texture_is_local(name: str, field: tuple[int, int]) -> None:
+    """An impulse in one map changes the image only within a few pixels (local, conv-learnable)."""
+    ident, nuis = _batch(5, 1)
+    base = _noise(4, 1, (48, 48))
+    bumped = {k: v.clone() for k, v in base.items()}
+    bumped[name][0, 0, field[0], field[1]] += 4.0
+    d = render(ident, nuis, "photo", (48, 48), noise=bumped) - render(ident, nuis, "photo", (48, 48), noise=base)
+    ys, xs = torch.nonzero(d.abs().amax((0, 1)) > 1e-4, as_tuple=True)
+    assert ys.numel() > 0
+    scale = 2 if name == "coarse" else 1
+    cy, cx = scale * field[0] + 0.5 * (scale - 1), scale * field[1] + 0.5 * (scale - 1)
+    reach = 6 if name == "coarse" else 2  # coarse: 7-pixel strand filter, steered along the strands
+    assert (ys - cy).abs().max() <= reach and (xs - cx).abs().max() <= reach, (ys.tolist(), xs.tolist())
+
+
+def test_texture_phases_are_smooth_in_the_factors() -> None:
+    """No integer-seeded textures: a tiny change of a *_seed factor changes the image a little."""
+    ident, nuis = _batch(6, 1)
+    noise = _noise(5, 1, (64, 64))
+    ref = render(ident, nuis, "photo", (64, 64), noise=noise)
+    for name in ("background_seed", "hair_seed", "skin_seed"):
+        k = NUISANCE_FACTORS.index(name)
+        near = nuis.clone()
+        near[0, k] += 1e-3
+        for style in STYLES:
+            a = render(ident, nuis, style, (64, 64), noise=noise) if style != "photo" else ref
+            b = render(ident, near, style, (64, 64), noise=noise)
+            assert (a - b).abs().amax() < 0.02, (name, style)
+
+
+def test_renders_on_the_device_of_the_input() -> None:
+    """Every tensor is created on the input's device: the meta device would reject a CPU tensor."""
+    ident, nuis = _batch(7, 2)
+    ident, nuis = ident.to("meta"), nuis.to("meta")
+    for style in STYLES:
+        img, mask = render(ident, nuis, style, (16, 24), return_mask=True)
+        assert img.device.type == "meta" and img.shape == (2, 3, 16, 24) and mask.shape == (2, 1, 16, 24)
+    assert draw_texture_noise(nuis, (16, 24))["coarse"].device.type == "meta"
+
+
+def test_default_size_is_128() -> None:
+    ident, nuis = _batch(8, 1)
+    assert render(ident, nuis, "cartoon").shape == (1, 3, 128, 128)

@@ -2,9 +2,13 @@
 
 Everything here works on a *scene* coordinate frame shared by all output sizes:
 ``y`` runs from -1 (top row) to +1 (bottom row) and ``x`` from ``-W/H`` to ``+W/H``,
-so a wider image shows more of the same scene to the left and right.  Detail
-(hair strands, pores, background grain) is defined in scene units, which makes a
-128x128 render a sharper view of exactly the same face as a 64x64 render.
+so a wider image shows more of the same scene to the left and right.  Shapes and
+shading are defined in scene units, which makes a 128x128 render a sharper view of
+exactly the same face as a 64x64 render.  The stochastic detail (hair strands, pores,
+background grain) is not: it comes from texture noise maps aligned to the output pixel
+grid (see :func:`hrinv_nb.toy.render.draw_texture_noise`), as a StyleGAN generator's
+noise inputs are aligned to its feature grid.  Nothing here is seeded by an integer
+derived from a factor: every deterministic part is a smooth function of the factors.
 
 Face parts live in a *face-local* frame: the scene frame shifted and rotated by the
 pose nuisance and divided by a fixed zoom (``hrinv_nb.toy.render.FACE_ZOOM``).
@@ -16,11 +20,10 @@ which is accurate near the boundary, where antialiasing and outlines need it.
 
 from __future__ import annotations
 
-import functools
+import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 IDENTITY_FACTORS: tuple[str, ...] = (
@@ -129,47 +132,28 @@ def gauss(
 
 # ----------------------------------------------------------------------------- noise
 
-_M31 = 0x7FFFFFFF
-_TABLE = 256
+_M32 = 0xFFFFFFFF
 
 
-def _hash(ix: Tensor, iy: Tensor, seed: Tensor) -> Tensor:
-    """Integer hash of (ix, iy, seed) -> float in [0, 1); used for seeds, not per pixel."""
-    h = (ix * 73856093) ^ (iy * 19349663) ^ (seed * 83492791)
-    h = h & _M31
-    h = (((h >> 16) ^ h) * 0x45D9F3B) & _M31
-    h = (((h >> 16) ^ h) * 0x45D9F3B) & _M31
-    h = (h >> 16) ^ h
-    return (h & 0xFFFFFF).to(torch.float32) * (1.0 / 16777216.0)
+def mix32(h: Tensor) -> Tensor:
+    """Integer avalanche hash of int64 values (low 32 bits used) -> int64 in [0, 2**32)."""
+    h = h & _M32
+    h = (((h >> 16) ^ h) * 0x45D9F3B) & _M32
+    h = (((h >> 16) ^ h) * 0x45D9F3B) & _M32
+    return (h >> 16) ^ h
 
 
-@functools.lru_cache(maxsize=1)
-def _noise_table() -> Tensor:
-    """Periodic 256x256 table of lattice values (one extra wrapped row/column), [1,1,257,257]."""
-    t = torch.rand(_TABLE, _TABLE, generator=torch.Generator().manual_seed(20220701))
-    t = torch.cat([t, t[:1]], 0)
-    return torch.cat([t, t[:, :1]], 1).view(1, 1, _TABLE + 1, _TABLE + 1)
+def hash_normal(seed: Tensor, iy: Tensor, ix: Tensor) -> Tensor:
+    """Standard-normal value per (seed, row, column): Box-Muller on two hashed uniforms.
 
-
-def value_noise(u: Tensor, v: Tensor, seed: Tensor) -> Tensor:
-    """Smooth value noise in [0, 1] on the unit lattice of ``(u, v)`` [B,H,W]; ``seed`` int64 [B,1,1].
-
-    Lattice values come from a fixed periodic table (period 256 cells), offset per seed;
-    interpolation is smoothstep-weighted bilinear (done by ``grid_sample`` on warped
-    coordinates, which is much faster on CPU than hashing every pixel).
+    ``seed`` int64 [B,1,1], ``iy`` and ``ix`` int64 lattice indices broadcastable to
+    [B,H,W].  Pure integer arithmetic up to the final floats, so the result is the same on
+    every device and does not depend on the batch it is computed in.
     """
-    u, v = torch.broadcast_tensors(u, v)
-    seed = seed.view(-1, 1, 1).to(torch.int64)
-    ou = _hash(seed, torch.ones_like(seed), torch.zeros_like(seed)) * _TABLE
-    ov = _hash(seed, torch.full_like(seed, 2), torch.zeros_like(seed)) * _TABLE
-    uu, vv = u + ou, v + ov
-    fu, fv = torch.floor(uu), torch.floor(vv)
-    tu, tv = uu - fu, vv - fv
-    su = fu.remainder(_TABLE) + tu * tu * (3.0 - 2.0 * tu)
-    sv = fv.remainder(_TABLE) + tv * tv * (3.0 - 2.0 * tv)
-    grid = torch.stack([su * (2.0 / _TABLE) - 1.0, sv * (2.0 / _TABLE) - 1.0], -1)
-    table = _noise_table().expand(grid.shape[0], 1, _TABLE + 1, _TABLE + 1)
-    return F.grid_sample(table, grid, mode="bilinear", padding_mode="border", align_corners=True).squeeze(1)
+    h = mix32(mix32(mix32(seed) ^ (iy & _M32)) ^ (ix & _M32))
+    u1 = ((mix32(h ^ 0x68E31DA4) >> 8).to(torch.float32) + 0.5) * (1.0 / 16777216.0)
+    u2 = (mix32(h ^ 0x1B56C4E9) >> 8).to(torch.float32) * (1.0 / 16777216.0)
+    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
 
 
 # ----------------------------------------------------------------------------- colours
@@ -177,7 +161,7 @@ def value_noise(u: Tensor, v: Tensor, seed: Tensor) -> Tensor:
 
 def palette(t: Tensor, stops: list[tuple[float, float, float]]) -> Tensor:
     """Piecewise-linear colour ramp: ``t`` in [-1, 1] (clamped) -> RGB [B, 3, 1, 1]."""
-    s = torch.tensor(stops, dtype=torch.float32)
+    s = torch.tensor(stops, dtype=torch.float32, device=t.device)
     n = s.shape[0]
     pos = ((t.flatten() + 1.0) * 0.5 * (n - 1)).clamp(0.0, n - 1.0)
     i0 = pos.floor().clamp(max=n - 2).long()
