@@ -198,20 +198,75 @@ def _materialise(module: nn.Module) -> nn.Module:
     return module.to_empty(device="cpu")
 
 
-def vgg16_trunk(last_index: int, *, weights: str | os.PathLike | None = None, seed: int | None = None) -> nn.Sequential:
-    """timm ``vgg16`` ``features[0 .. last_index]``, loaded from ``weights`` or Kaiming-initialised from ``seed``.
+# The 13 convolutions of VGG16 (timm ``features.N`` indices), their stage depths and full widths.
+VGG16_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
+VGG16_STAGE_DEPTHS = (2, 2, 3, 3, 3)
+VGG16_STAGE_WIDTHS = (64, 128, 256, 512, 512)
+
+
+def vgg16_conv_widths(stage_widths: Sequence[int] = VGG16_STAGE_WIDTHS) -> tuple[int, ...]:
+    """Per-stage widths (5) -> the output channels of each of the 13 convolutions."""
+    assert len(stage_widths) == len(VGG16_STAGE_DEPTHS), f"VGG16 has 5 stages, got {stage_widths}"
+    return tuple(int(w) for w, depth in zip(stage_widths, VGG16_STAGE_DEPTHS) for _ in range(depth))
+
+
+def vgg16_config(conv_widths: Sequence[int]) -> list[int | str]:
+    """timm ``VGG`` ``cfg`` list (widths and ``'M'`` max-pools) with the 13 given conv widths."""
+    assert len(conv_widths) == len(VGG16_CONV_INDICES), f"VGG16 has 13 convolutions, got {len(conv_widths)}"
+    cfg: list[int | str] = []
+    k = 0
+    for depth in VGG16_STAGE_DEPTHS:
+        cfg += [int(w) for w in conv_widths[k : k + depth]] + ["M"]
+        k += depth
+    return cfg
+
+
+def vgg16_widths_from_state(state: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
+    """The 13 conv widths of a VGG16 state dict (keys ``features.N.weight``), read from the weight shapes.
+
+    A convolution absent from ``state`` keeps its full width (the loader then reports it as missing
+    if the trunk needs it). A full-width file gives :data:`VGG16_STAGE_WIDTHS`' widths, i.e. timm's ``vgg16``.
+    """
+    widths = list(vgg16_conv_widths())
+    for k, index in enumerate(VGG16_CONV_INDICES):
+        weight = state.get(f"features.{index}.weight")
+        if isinstance(weight, torch.Tensor) and weight.ndim == 4:
+            widths[k] = int(weight.shape[0])
+    return tuple(widths)
+
+
+def vgg16_trunk(
+    last_index: int,
+    *,
+    weights: str | os.PathLike | None = None,
+    seed: int | None = None,
+    widths: Sequence[int] | None = None,
+) -> nn.Sequential:
+    """timm VGG16 ``features[0 .. last_index]``, loaded from ``weights`` or Kaiming-initialised from ``seed``.
 
     With ``seed`` given the trunk is random (``vgg16_conv_random``: Kaiming-normal fan_out/relu,
-    zero bias, drawn from ``torch.Generator().manual_seed(seed)``); otherwise weights are resolved
-    with :func:`resolve_weights`. Only the trunk is materialised (no pre-logits / classifier).
+    zero bias, drawn from ``torch.Generator().manual_seed(seed)``) with the per-stage ``widths``
+    (default :data:`VGG16_STAGE_WIDTHS`, timm's ``vgg16``); otherwise weights are resolved with
+    :func:`resolve_weights` and the channel widths are read from the file's weight shapes, so a
+    narrow trunk (the toy world's) and timm's full-width ``vgg16`` go through the same code.
+    Only the trunk is materialised (no pre-logits / classifier).
     """
-    import timm
+    from timm.models.vgg import VGG
 
     assert 0 <= last_index <= 30, last_index
-    with torch.device("meta"):
-        full = timm.create_model("vgg16", pretrained=False)
-    trunk = _materialise(full.features[: last_index + 1])
+    state: dict[str, torch.Tensor] | None = None
     if seed is not None:
+        conv_widths = vgg16_conv_widths(widths if widths is not None else VGG16_STAGE_WIDTHS)
+    else:
+        path = resolve_weights("vgg16", weights)
+        state = load_state_dict_file(path)
+        conv_widths = vgg16_widths_from_state(state)
+        if widths is not None and vgg16_conv_widths(widths) != conv_widths:
+            raise ValueError(f"{path}: conv widths {conv_widths} differ from the requested widths {tuple(widths)}")
+    with torch.device("meta"):
+        full = VGG(vgg16_config(conv_widths))
+    trunk = _materialise(full.features[: last_index + 1])
+    if state is None:
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for layer in trunk:
@@ -219,23 +274,50 @@ def vgg16_trunk(last_index: int, *, weights: str | os.PathLike | None = None, se
                     nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu", generator=generator)
                     nn.init.zeros_(layer.bias)
     else:
-        path = resolve_weights("vgg16", weights)
-        _load_into(trunk, _vgg_trunk_state(load_state_dict_file(path), last_index), path, "VGG16")
+        _load_into(trunk, _vgg_trunk_state(state, last_index), path, "VGG16")
     return _freeze(trunk)
 
 
-def _timm_backbone(model_name: str, kind: str, weights: str | os.PathLike | None) -> nn.Module:
-    """A timm model without classifier, loaded from local weights (never downloaded)."""
+RESNET50_CHANNELS = (64, 128, 256, 512)  # timm ResNet ``channels`` (bottleneck planes per stage)
+
+
+def resnet50_widths_from_state(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """timm ``ResNet`` width argument ``channels`` of a resnet50 state dict, read from the weight shapes.
+
+    ``layer{i}.0.conv3.weight`` is [4 * channels[i-1], ...] (Bottleneck expansion 4); timm's plain
+    7x7 stem is 64 wide whatever ``channels`` is. Returns ``{}`` for timm's full-width ``resnet50``
+    (so it is built exactly as before) or where those keys are missing (the loader reports them).
+    """
+    keys = [f"layer{i}.0.conv3.weight" for i in range(1, 5)]
+    if not all(isinstance(state.get(k), torch.Tensor) and state[k].ndim == 4 for k in keys):
+        return {}
+    channels = tuple(int(state[k].shape[0]) // 4 for k in keys)
+    return {} if channels == RESNET50_CHANNELS else {"channels": channels}
+
+
+def _timm_backbone(
+    model_name: str,
+    kind: str,
+    weights: str | os.PathLike | None,
+    arch_from_state: Callable[[Mapping[str, torch.Tensor]], dict[str, Any]] | None = None,
+) -> nn.Module:
+    """A timm model without classifier, loaded from local weights (never downloaded).
+
+    ``arch_from_state(state)`` may return extra ``timm.create_model`` arguments read from the file
+    (e.g. the channel widths of a narrow resnet50, :func:`resnet50_widths_from_state`).
+    """
     import timm
 
     path = resolve_weights(kind, weights)
+    state = load_state_dict_file(path)
+    arch = arch_from_state(state) if arch_from_state is not None else {}
     with torch.device("meta"):
-        model = timm.create_model(model_name, pretrained=False)
+        model = timm.create_model(model_name, pretrained=False, **arch)
     model.reset_classifier(0)
     persistent = set(model.state_dict())
     assert all(name in persistent for name, _ in model.named_buffers()), "non-persistent buffers need an init"
     model = _materialise(model)
-    _load_into(model, load_state_dict_file(path), path, kind)
+    _load_into(model, state, path, kind)
     return _freeze(model)
 
 
@@ -626,7 +708,9 @@ def perceptual_loss(
         table_name = table or _resolution_table(downsample_size)
         chosen = select_lambdas(LAMBDA_TABLES["resnet50"][table_name], layers, lambdas, str)
         backbone = (
-            random_resnet50(seed) if name == "resnet50_random" else _timm_backbone("resnet50", "resnet50", weights)
+            random_resnet50(seed)
+            if name == "resnet50_random"
+            else _timm_backbone("resnet50", "resnet50", weights, resnet50_widths_from_state)
         )
         loss = HookedFeatureLoss(name, backbone, {k: str(k) for k in chosen}, chosen, downsample_size, table_name)
     elif name == "deit_s16":

@@ -422,3 +422,69 @@ def test_discriminator_loss_leaves_D_untouched(tiny_D):
     assert all(p.grad is None for p in tiny_D.parameters()) and all(p.grad is None for p in loss.parameters())
     with pytest.raises(ValueError, match="needs D"):
         perceptual_loss("discriminator")
+
+
+# ---------------------------------------------------------------------------------------------
+# Narrow trunks (the toy world's VGG16 and ResNet50) load through the code of the real weights
+
+
+def test_narrow_vgg16_file_loads_with_widths_from_its_shapes(tmp_path):
+    narrow = vgg16_trunk(30, seed=5, widths=(8, 16, 32, 64, 64))
+    path = tmp_path / "narrow_vgg.safetensors"
+    state = {f"features.{k}": v.half() for k, v in narrow.state_dict().items()}
+    save_file(state | {"head.weight": torch.zeros(4, 64), "head.bias": torch.zeros(4)}, str(path))
+    for name in ("vgg16_conv", "vgg16_relu", "d_h"):
+        loss = perceptual_loss(name, weights=path)
+        assert loss.backbone[0].out_channels == 8 and loss.backbone[21].out_channels == 64, name
+    loss = perceptual_loss("vgg16_conv", weights=path)
+    torch.testing.assert_close(loss.backbone[28].weight, narrow[28].weight.half().float())
+    img = _images(height=128, width=128)
+    loss.set_target(img)
+    x = (img * 0.9).requires_grad_(True)
+    loss(x).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="differ from the requested widths"):
+        vgg16_trunk(30, weights=path, widths=(64, 128, 256, 512, 512))
+
+
+def test_full_width_vgg16_is_timms(vgg_files):
+    import timm
+
+    with torch.device("meta"):
+        reference = timm.create_model("vgg16", pretrained=False).features
+    loaded = perceptual_loss("vgg16_conv", weights=vgg_files["timm"]).backbone
+    assert repr(loaded) == repr(reference[:29]).replace("inplace=True", "")  # hooked ReLUs are not in place
+    assert {k: v.shape for k, v in loaded.state_dict().items()} == {
+        k: v.shape for k, v in reference[:29].state_dict().items()
+    }
+
+
+def test_narrow_resnet50_file_loads_through_the_resnet50_path(tmp_path):
+    import timm
+
+    from hrinv_nb.losses import RESNET50_LAYERS, resnet50_widths_from_state
+
+    model = timm.create_model("resnet50", pretrained=False, channels=(8, 16, 32, 64), num_classes=7).eval()
+    path = tmp_path / "narrow_resnet50.safetensors"
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    save_file(state, str(path))
+    assert resnet50_widths_from_state(state) == {"channels": (8, 16, 32, 64)}
+    assert resnet50_widths_from_state(timm.create_model("resnet50", pretrained=False).state_dict()) == {}
+    loss = perceptual_loss("resnet50", weights=path)
+    assert loss.backbone.layer4[2].conv3.out_channels == 256 and loss.backbone.num_classes == 0
+    assert set(loss.lambdas) == set(RESNET50_LAYERS)
+    img = _images(height=128, width=128)
+    with torch.no_grad():
+        expected = model.layer4[2].conv1(
+            model.layer4[:2](
+                model.layer3(
+                    model.layer2(
+                        model.layer1(model.maxpool(model.act1(model.bn1(model.conv1(imagenet_normalise(img))))))
+                    )
+                )
+            )
+        )
+    feats = loss.features(img)
+    torch.testing.assert_close(feats["layer4.2.conv1"], expected, atol=5e-2, rtol=5e-2)  # fp16 storage
+    loss.set_target(img)
+    assert torch.isfinite(loss(img * 0.9)) and loss(img * 0.9) > 0

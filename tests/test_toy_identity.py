@@ -17,6 +17,7 @@ from hrinv_nb.toy.identity import (
     main,
     render_retrieval_set,
     supcon_loss,
+    train_id_embedder,
 )
 
 
@@ -116,3 +117,24 @@ def test_one_training_step_writes_a_loadable_file(tmp_path):
     assert written["steps"] == 1 and written["size_bytes"] == out.stat().st_size
     assert set(written["retrieval"]["top1"]) == {"cartoon", "caricature", "anime"}
     assert provenance["command"].startswith("python -m hrinv_nb.toy.identity")
+
+
+def test_time_budget_stops_training_and_still_saves(tmp_path):
+    out = tmp_path / "budget" / "emb.safetensors"
+    provenance = train_id_embedder(
+        out, steps=100_000, ids_per_batch=2, n_ids=4, eval_ids=3, eval_per_style=1, time_budget_s=4.0,
+        work_dir=None, progress=False,
+    )  # fmt: skip
+    assert 1 <= provenance["steps_done"] < 100_000 and provenance["time_budget_s"] == 4.0
+    written = json.loads(out.with_suffix(".json").read_text())
+    assert written["steps_done"] == provenance["steps_done"] and written["n_ids"] == 4
+    model = load_id_embedder(out)
+    assert id_embedder_fn(model)(torch.zeros(1, 3, 128, 128)).shape == (1, 128)
+
+
+def test_training_set_is_cached_and_reused(tmp_path):
+    kwargs = {"steps": 1, "ids_per_batch": 2, "n_ids": 4, "eval_ids": 3, "eval_per_style": 1, "progress": False}
+    first = train_id_embedder(tmp_path / "a.safetensors", work_dir=tmp_path / "work", **kwargs)
+    assert len(list((tmp_path / "work").glob("idemb_train_*.pt"))) == 1
+    second = train_id_embedder(tmp_path / "b.safetensors", work_dir=tmp_path / "work", **kwargs)
+    assert second["retrieval"]["top1"] == first["retrieval"]["top1"]

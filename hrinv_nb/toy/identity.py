@@ -15,12 +15,14 @@ Usage::
     id_retrieval(embed(photos), embed(stylised), labels)
 
 Rebuild the weights (and the JSON provenance with the measured retrieval) with
-``python -m hrinv_nb.toy.identity``.
+``python -m hrinv_nb.toy.identity``, or call :func:`train_id_embedder` with ``device='cuda',
+time_budget_s=...`` (the training renders are made on that device).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -32,16 +34,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hrinv_nb.toy.rebuild import rebuild_main
-from hrinv_nb.toy.render import N_IDENTITY, N_NUISANCE, STYLES, render, sample_identity, sample_nuisance
+from hrinv_nb.toy.render import N_IDENTITY, N_NUISANCE, STYLES, sample_identity, sample_nuisance
 from hrinv_nb.toy.vgg import (
     DATA_DIR,
     REPO_ROOT,
     WORK_DIR,
-    cache_path,
+    Budget,
+    auto_setting,
     cached_dataset,
     from_uint8,
+    render_on,
     renderer_fingerprint,
+    save_safetensors,
     to_uint8,
+    write_provenance,
 )
 
 __all__ = [
@@ -140,18 +146,18 @@ class ToyIdEmbedder(nn.Module):
 
 
 def _state_for_file(model: ToyIdEmbedder, dtype: torch.dtype = torch.float16) -> dict[str, Tensor]:
-    return {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+    return {
+        k: (v.to("cpu", dtype) if v.is_floating_point() else v.cpu()).contiguous()
+        for k, v in model.state_dict().items()
+    }
 
 
 def save_id_embedder(model: ToyIdEmbedder, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` as float16 safetensors; its constructor args go in the metadata (``config``)."""
-    from safetensors.torch import save_file
-
+    """Write ``model`` as float16 safetensors (atomically); its constructor args go in the metadata (``config``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": "hrinv_nb.toy_identity.ToyIdEmbedder", "config": json.dumps(model.config)}
     meta |= {k: json.dumps(v) for k, v in (extra or {}).items()}
-    save_file(_state_for_file(model), str(path), metadata=meta)
+    save_safetensors(_state_for_file(model), path, meta)
     return path
 
 
@@ -198,34 +204,51 @@ def id_embedder_fn(model: nn.Module, batch_size: int = 64) -> Callable[[Tensor],
 # Data
 
 
-def render_identity_views(n_ids: int, seed: int, size: int = EMBED_SIZE) -> dict[str, Tensor]:
+# fmt: off
+def render_identity_views(n_ids: int, seed: int, size: int = EMBED_SIZE, *, device: str | torch.device = "cpu",
+                          deadline: float | None = None, block: int = 1024) -> dict[str, Tensor]:
+# fmt: on
     """Each of ``n_ids`` random identities in every style of ``STYLES``, each view with its own nuisance.
 
-    Returns ``images`` uint8 [n_ids, len(STYLES), 3, size, size] and ``identity`` [n_ids, N_IDENTITY].
+    Returns ``images`` uint8 [m, len(STYLES), 3, size, size] and ``identity`` [m, N_IDENTITY] on
+    ``device`` (factors drawn on the CPU from ``seed``, so the set is the same on every device);
+    ``m = n_ids`` unless the ``perf_counter`` ``deadline`` passes: identities are rendered by blocks
+    of ``block`` and rendering stops after the block that passes it.
     """
+    device = torch.device(device)
     generator = torch.Generator().manual_seed(seed)
     identity = sample_identity(n_ids, generator)
     nuisance = sample_nuisance(n_ids * len(STYLES), generator).view(n_ids, len(STYLES), N_NUISANCE)
-    images = torch.empty(n_ids, len(STYLES), 3, size, size, dtype=torch.uint8)
-    chunk = 256
-    for s, style in enumerate(STYLES):
-        for i in range(0, n_ids, chunk):
-            images[i : i + chunk, s] = to_uint8(
-                render(identity[i : i + chunk], nuisance[i : i + chunk, s], style, size=(size, size))
-            )
-    return {"images": images, "identity": identity}
+    blocks = []
+    for i in range(0, n_ids, block):
+        rows = slice(i, min(n_ids, i + block))
+        views = [
+            to_uint8(render_on(identity[rows], nuisance[rows, s], style, (size, size), device))
+            for s, style in enumerate(STYLES)
+        ]
+        blocks.append(torch.stack(views, dim=1))
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+    images = torch.cat(blocks)
+    return {"images": images, "identity": identity[: images.shape[0]].to(device)}
 
 
-def augment(img: Tensor, generator: torch.Generator) -> Tensor:
-    """Mild, identity-preserving augmentation: brightness/contrast jitter, ±2 px shift, random blur."""
+def augment(img: Tensor, generator: torch.Generator, cpu_generator: torch.Generator | None = None) -> Tensor:
+    """Mild, identity-preserving augmentation: brightness/contrast jitter, ±2 px shift, random blur.
+
+    Per-image jitter is drawn from ``generator`` (on ``img``'s device); the batch-wide shift and blur
+    choices from ``cpu_generator`` (default: ``generator``, which must then be a CPU generator), so
+    that no step waits for the device.
+    """
+    assert img.ndim == 4 and img.shape[1] == 3, tuple(img.shape)
+    cpu_generator = generator if cpu_generator is None else cpu_generator
     b = img.shape[0]
-    gain = 1.0 + 0.15 * (torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1)
-    bias = 0.1 * (torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1)
-    img = (img * gain + bias).clamp(-1, 1)
-    dy, dx = (int(v) for v in torch.randint(-2, 3, (2,), generator=generator))
+    jitter = torch.rand(2, b, 1, 1, 1, generator=generator, device=generator.device).to(img.device) * 2 - 1
+    img = (img * (1.0 + 0.15 * jitter[0]) + 0.1 * jitter[1]).clamp(-1, 1)
+    dy, dx = (int(v) for v in torch.randint(-2, 3, (2,), generator=cpu_generator))
     img = torch.roll(img, shifts=(dy, dx), dims=(2, 3))
-    if torch.rand(1, generator=generator).item() < 0.3:  # low-resolution / blurry copy
-        low = int(torch.randint(24, 49, (1,), generator=generator))
+    if torch.rand(1, generator=cpu_generator).item() < 0.3:  # low-resolution / blurry copy
+        low = int(torch.randint(24, 49, (1,), generator=cpu_generator))
         small = F.interpolate(img, size=(low, low), mode="bilinear", align_corners=False, antialias=True)
         img = F.interpolate(small, size=img.shape[-2:], mode="bilinear", align_corners=False)
     return img
@@ -248,19 +271,22 @@ def supcon_loss(emb: Tensor, labels: Tensor, tau: float = 0.1) -> Tensor:
 
 
 def render_retrieval_set(
-    n_ids: int = 100, per_style: int = 10, seed: int = 12345, size: int = EMBED_SIZE
+    n_ids: int = 100, per_style: int = 10, seed: int = 12345, size: int = EMBED_SIZE, device: str | torch.device = "cpu"
 ) -> dict[str, Tensor]:
     """Retrieval benchmark: one photo per identity, ``per_style`` renders per identity in each target style.
 
     Returns ``photo`` [n_ids,3,H,W], ``labels`` [n_ids*per_style] and, per target style, images
-    [n_ids*per_style,3,H,W] (all float in [-1,1]); every render has its own random nuisance.
+    [n_ids*per_style,3,H,W] (all float in [-1,1], images on ``device``); every render has its own
+    random nuisance (factors drawn on the CPU from ``seed``).
     """
+    device = torch.device(device)
     generator = torch.Generator().manual_seed(seed)
     identity = sample_identity(n_ids, generator)
-    out = {"photo": render(identity, sample_nuisance(n_ids, generator), "photo", size=(size, size))}
+    out = {"photo": render_on(identity, sample_nuisance(n_ids, generator), "photo", (size, size), device)}
     labels = torch.arange(n_ids).repeat_interleave(per_style)
     for style in TARGET_STYLES:
-        out[style] = render(identity[labels], sample_nuisance(labels.numel(), generator), style, size=(size, size))
+        nuisance = sample_nuisance(labels.numel(), generator)
+        out[style] = render_on(identity[labels], nuisance, style, (size, size), device)
     out["labels"] = labels
     return out
 
@@ -285,87 +311,127 @@ def evaluate_id_retrieval(embed: Callable[[Tensor], Tensor], data: dict[str, Ten
 # Training
 
 
+def _one_cycle(progress: float, lr: float, warmup: float = 0.1) -> float:
+    """Linear warm-up over the first ``warmup`` of training, then cosine decay to 0 (as OneCycleLR)."""
+    if progress < warmup:
+        return lr * max(progress / warmup, 0.04)
+    return lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - warmup) / (1 - warmup))))
+
+
 # fmt: off
-def train_id_embedder(out_path: str | os.PathLike, steps: int = 1000, seed: int = 0, *, ids_per_batch: int = 32,
-                      n_ids: int = 4000, lr: float = 2e-3, weight_decay: float = 5e-4, tau: float = 0.1,
-                      factor_weight: float = 0.5, width: int = 32, dim: int = 128, eval_ids: int = 100,
-                      eval_per_style: int = 10, work_dir: str | os.PathLike | None = WORK_DIR,
+def train_id_embedder(out_path: str | os.PathLike = ID_EMBEDDER_PATH, steps: int = 2000, seed: int = 0, *,
+                      ids_per_batch: int = 0, n_ids: int = 0, lr: float = 2e-3, weight_decay: float = 5e-4,
+                      tau: float = 0.1, factor_weight: float = 0.5, width: int = 32, dim: int = 128,
+                      eval_ids: int = 100, eval_per_style: int = 10, device: str = "cpu",
+                      time_budget_s: float | None = None, work_dir: str | os.PathLike | None = WORK_DIR,
                       progress: bool = True) -> dict[str, Any]:
 # fmt: on
-    """Train the embedder on ``n_ids`` identities x 4 styles (64x64), save it, measure retrieval.
+    """Train the embedder on ``n_ids`` identities x 4 styles (64²), save it with its provenance JSON, measure retrieval.
 
-    Deterministic from ``seed`` (data: ``seed*1000+11``; init: ``seed``; batches and augmentation:
-    ``seed+7``; the retrieval benchmark uses its own fixed seed 12345 + ``seed``). Each step takes
-    ``ids_per_batch`` identities with all their views. The training set is cached in ``work_dir``
-    (``None``: no cache). Retrieval is measured on the saved (float16) file. Returns a provenance dict.
+    ``ids_per_batch`` / ``n_ids`` 0: 32 / 4000 on the CPU, 64 / 40000 on CUDA. Renders on ``device``.
+    With ``time_budget_s`` the whole call stays near that many seconds: the retrieval benchmark is
+    rendered first, the training pool stops growing at 35% of the budget (a pool cut short is not
+    cached), training at 90%; the asset and provenance (``steps_done``, seconds) are written either way.
+    Deterministic from ``seed`` on a given device (data: ``seed*1000+11``; init: ``seed``; batches and
+    augmentation: ``seed+7``; the benchmark: its own fixed seed 12345 + ``seed``). Each step takes
+    ``ids_per_batch`` identities with all their views; bfloat16 autocast on CUDA. Retrieval is
+    measured on the saved (float16) file. Returns the provenance dict.
     """
     from tqdm.auto import tqdm
 
-    assert steps >= 1 and 2 <= ids_per_batch <= n_ids, (steps, ids_per_batch, n_ids)
+    budget = Budget(time_budget_s)
+    dev = torch.device(device)
     out_path = Path(out_path)
-    work = Path(work_dir) if work_dir is not None else None
-    t0 = time.perf_counter()
+    ids_per_batch = auto_setting(ids_per_batch, dev, 32, 64)
+    n_ids = auto_setting(n_ids, dev, 4000, 40000)
+    assert steps >= 1 and 2 <= ids_per_batch <= n_ids, (steps, ids_per_batch, n_ids)
+    bench = render_retrieval_set(eval_ids, eval_per_style, seed=12345 + seed, device=dev)
     name = f"idemb_train_s{EMBED_SIZE}_n{n_ids}_seed{seed}"
-    from_cache = work is not None and cache_path(name, work).is_file()
-    data = cached_dataset(name, lambda: render_identity_views(n_ids, seed * 1000 + 11), work)
-    render_seconds = time.perf_counter() - t0
-    n_views = data["images"].shape[1]
-    assert data["images"].shape == (n_ids, n_views, 3, EMBED_SIZE, EMBED_SIZE), tuple(data["images"].shape)
+    deadline = budget.deadline(0.35)
+    data = cached_dataset(
+        name,
+        lambda: render_identity_views(n_ids, seed * 1000 + 11, device=dev, deadline=deadline),
+        work_dir,
+        n_ids,
+        dev,
+    )
+    render_seconds = budget.spent()
+    n_have, n_views = data["images"].shape[:2]
+    assert data["images"].shape == (n_have, n_views, 3, EMBED_SIZE, EMBED_SIZE), tuple(data["images"].shape)
+    ids_per_batch = min(ids_per_batch, n_have)
 
-    model = ToyIdEmbedder(width=width, dim=dim).init_weights(torch.Generator().manual_seed(seed)).train()
+    model = ToyIdEmbedder(width=width, dim=dim).init_weights(torch.Generator().manual_seed(seed)).to(dev).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    generator = torch.Generator().manual_seed(seed + 7)
-    perm, cursor = torch.randperm(n_ids, generator=generator), 0
+    cpu_generator = torch.Generator().manual_seed(seed + 7)
+    dev_generator = torch.Generator(device=dev).manual_seed(seed + 7)
+    perm, cursor = torch.randperm(n_have, generator=cpu_generator).to(dev), 0
+    labels = torch.arange(ids_per_batch, device=dev).repeat_interleave(n_views)
+    train_deadline = budget.deadline(0.9)
     t1 = time.perf_counter()
-    running: dict[str, float] = {}
-    bar = tqdm(range(steps), desc="toy ID embedder", disable=not progress, mininterval=5.0)
-    for step in bar:
-        if cursor + ids_per_batch > n_ids:
-            perm, cursor = torch.randperm(n_ids, generator=generator), 0
+    span = None if train_deadline is None else max(1e-3, train_deadline - t1)
+    running: dict[str, Tensor] = {}
+    bar = tqdm(total=steps, desc="toy ID embedder", disable=not progress, mininterval=5.0)
+    step = 0
+    while step < steps:
+        now = time.perf_counter()
+        if train_deadline is not None and now > train_deadline and step > 0:
+            break
+        frac = step / steps if span is None else max(step / steps, (now - t1) / span)
+        for group in opt.param_groups:
+            group["lr"] = _one_cycle(frac, lr)
+        if cursor + ids_per_batch > n_have:
+            perm, cursor = torch.randperm(n_have, generator=cpu_generator).to(dev), 0
         ids = perm[cursor : cursor + ids_per_batch]
         cursor += ids_per_batch
-        img = augment(from_uint8(data["images"][ids].flatten(0, 1)), generator)
-        labels = torch.arange(ids_per_batch).repeat_interleave(n_views)
-        emb = model(img)
+        img = augment(from_uint8(data["images"][ids].flatten(0, 1)), dev_generator, cpu_generator)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            emb = model(img)
+        emb = emb.float()
         con = supcon_loss(emb, labels, tau)
         reg = F.mse_loss(model.factor_head(emb), data["identity"][ids].repeat_interleave(n_views, 0)) / _VAR_UNIFORM
         loss = con + factor_weight * reg
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"toy ID embedder training diverged at step {step}: loss {loss.item()}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
-        parts = {"con": con.item(), "reg": reg.item()}
+        parts = {"con": con.detach(), "reg": reg.detach()}
         running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in parts.items()}
-        bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()}, refresh=False)
+        step += 1
+        bar.update(1)
+        if step % 100 == 0 or step == 1:  # the only host synchronisations of the loop
+            values = {k: v.item() for k, v in running.items()}
+            if not all(math.isfinite(v) for v in values.values()):
+                raise FloatingPointError(f"toy ID embedder training diverged at step {step}: {values}")
+            bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()}, refresh=False)
+    bar.close()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
     train_seconds = time.perf_counter() - t1
 
-    save_id_embedder(model.eval(), out_path, {"seed": seed, "steps": steps})
+    save_id_embedder(model.eval(), out_path, {"seed": seed, "steps": step})
     t2 = time.perf_counter()
-    bench = render_retrieval_set(eval_ids, eval_per_style, seed=12345 + seed)
-    metrics = evaluate_id_retrieval(id_embedder_fn(load_id_embedder(out_path)), bench)
+    metrics = evaluate_id_retrieval(id_embedder_fn(load_id_embedder(out_path, device=dev), batch_size=256), bench)
     eval_seconds = time.perf_counter() - t2
-    return {
-        "training_seconds": round(time.perf_counter() - t0, 1),  # all of it: render, train, evaluate
+    provenance = {
         "asset": "toy identity embedder (hrinv_nb.toy_identity.ToyIdEmbedder, float16)",
         "config": model.config,
         "n_params": sum(p.numel() for p in model.parameters()),
         "seed": seed,
         "steps": steps,
+        "steps_done": step,
+        "time_budget_s": time_budget_s,
         "ids_per_batch": ids_per_batch,
-        "views_per_id": n_views,
-        "n_ids": n_ids,
+        "views_per_id": int(n_views),
+        "n_ids_requested": n_ids,
+        "n_ids": int(n_have),
         "lr": lr,
         "weight_decay": weight_decay,
         "tau": tau,
         "factor_weight": factor_weight,
+        "device": str(dev),
         "render_seconds": round(render_seconds, 1),
-        "data_from_cache": from_cache,
         "train_seconds": round(train_seconds, 1),
         "eval_seconds": round(eval_seconds, 1),
-        "final_train_loss_parts": {k: round(v, 4) for k, v in running.items()},
+        "final_train_loss_parts": {k: round(v.item(), 4) for k, v in running.items()},
         "retrieval": metrics,
         "retrieval_benchmark": f"{eval_ids} identities: 1 photo each vs {eval_per_style} "
         f"renders per identity in each of {list(TARGET_STYLES)}, random nuisances, seed {12345 + seed}",
@@ -373,11 +439,14 @@ def train_id_embedder(out_path: str | os.PathLike, steps: int = 1000, seed: int 
         "size_bytes": out_path.stat().st_size,
         "torch_version": torch.__version__,
         "threads": torch.get_num_threads(),
+        "training_seconds": round(budget.spent(), 1),  # all of it: render, train, evaluate, save
     }
+    write_provenance(out_path, provenance)
+    return provenance
 
 
 # The training options the command line exposes (flags and types come from train_id_embedder's defaults).
-_CLI_OPTIONS = ("steps", "seed", "ids_per_batch", "n_ids", "lr", "eval_ids", "eval_per_style")
+_CLI_OPTIONS = ("steps", "seed", "ids_per_batch", "n_ids", "lr", "eval_ids", "eval_per_style", "device")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
