@@ -270,7 +270,8 @@ def anime_hair_colour(L: FaceLayout) -> Tensor:
 
 
 def shade_anime(L: FaceLayout, S: FaceShapes, bx: Tensor, by: Tensor, N: Nuisance, _: Texture) -> Tensor:
-    """Anime style: cel shading, huge glossy eyes, tiny nose and mouth, vivid spiky hair (no noise)."""
+    """Anime style: cel shading, huge glossy eyes, tiny nose and mouth, vivid spiky hair with
+    strand lines (no noise)."""
     w, x, y, xa, T, dev = S.px, S.x, S.y, S.x.abs(), 0.022, S.x.device
     top, bottom = hue_colour(N.bg_hue, 0.35, 0.97), hue_colour(N.bg_hue + 0.08, 0.12, 1.0)
     img = top + (bottom - top) * smoothstep(-1.0, 1.0, by).unsqueeze(1)
@@ -278,10 +279,13 @@ def shade_anime(L: FaceLayout, S: FaceShapes, bx: Tensor, by: Tensor, N: Nuisanc
     shirt = hue_colour(N.shirt_hue, 0.35, 0.9)
     img = toon_layer(img, S.torso, shirt * (0.8 + 0.2 * cel(ndl, 0.45)), shirt * 0.4, T, w)
     hair = anime_hair_colour(L)
-    img = toon_layer(img, S.hair_outer, hair * 0.7, hair * 0.35, T, w)
+    H = hair_flow(L, S, N)
+    strands = line_coverage(H.line, 0.012, w) * smoothstep(-0.3, 0.3, H.clumps) * smoothstep(0.1, 0.3, H.r)
+    img = toon_layer(img, S.hair_outer, hair * 0.7, hair * 0.22, T, w)
+    img = over(img, hair * 0.4, 0.7 * strands * coverage(S.hair_outer + 0.01, w))
     skin = L.skin**0.55
     shadow = skin * rgb(0.88, 0.76, 0.78, dev)
-    line = skin * rgb(0.45, 0.28, 0.25, dev)
+    line = skin * rgb(0.34, 0.2, 0.18, dev)
     img = toon_layer(img, S.neck, shadow, line, T, w)
     img = toon_layer(img, S.ears, skin, line, T, w)
     ndl, _ = lambert(dome(S), w, N)
@@ -302,12 +306,12 @@ def shade_anime(L: FaceLayout, S: FaceShapes, bx: Tensor, by: Tensor, N: Nuisanc
     img = over(img, line, 0.6 * line_coverage(S.nose_arc, 0.8 * T, w))
     img = over(img, skin * rgb(0.95, 0.62, 0.62, dev), 0.6 * coverage(S.lips, w))
     img = over(img, line * 0.8, line_coverage(S.mouth_line, 0.9 * T, w))
-    H = hair_flow(L, S, N)
     ndl_h, _ = lambert(hair_height(L, S), w, N)
     ring = line_coverage(H.r - 0.45 * L.hair_ry, 0.035, w) * (0.8 + 0.2 * H.clumps)
     hair_fill = hair * (0.75 + 0.25 * cel(ndl_h, 0.4))
     hair_fill = hair_fill + (1 - hair_fill) * 0.55 * ring.unsqueeze(1)
-    return toon_layer(img, d_front, hair_fill, hair * 0.35, T, w)
+    img = toon_layer(img, d_front, hair_fill, hair * 0.22, T, w)
+    return over(img, hair * 0.4, 0.7 * strands * coverage(d_front + 0.01, w))
 
 
 def anime_fringe(L: FaceLayout, x: Tensor, N: Nuisance) -> Tensor:
