@@ -208,8 +208,8 @@ def render(
             the current setting.  On a busy, shared CPU ``1`` is often much faster.
         noise: texture noise maps ``{name: [B, 1, h, w]}`` for the names in ``TEXTURE_NOISE``
             and the shapes of ``texture_noise_shapes(size)``, standard normal; ``None``:
-            ``draw_texture_noise(nuisance, size)``.  Only ``photo`` (all maps) and
-            ``caricature`` (``grain``) depend on them.
+            ``draw_texture_noise(nuisance, size)``.  Moved to the device of ``identity``.
+            Only ``photo`` (all maps) and ``caricature`` (``grain``) depend on them.
 
     Returns:
         float32 images [B, 3, H, W] in [-1, 1] (and the mask if requested).

@@ -50,6 +50,9 @@ IDENTITY_FACTORS: tuple[str, ...] = (
     "hair_warmth",
     "skin_tone",
 )
+# The three *_seed factors are continuous (see ``render_shading.Nuisance``): background_seed and
+# hair_seed are phases of smooth wall and hair-clump patterns, skin_seed sets the pore/mottling
+# contrast and the phase of a broad complexion variation.  Stochastic texture: the noise maps.
 NUISANCE_FACTORS: tuple[str, ...] = (
     "light_azimuth",
     "light_elevation",

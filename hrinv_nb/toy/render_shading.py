@@ -2,8 +2,9 @@
 
 Nuisance decoding (light, background, pose, phases), the texture fields derived from
 the noise maps, compositing, Lambert shading of height fields, the relief of the head,
-the hair strand geometry and toon helpers.  All
-per-pixel tensors are [B, Hs, Ws] on the supersampled grid; colours are [B,3,...].
+the hair strand geometry and toon helpers.  All per-pixel tensors are [B, Hs, Ws] on
+the supersampled grid; colours are [B,3,...]; every tensor is created on the device of
+the inputs.
 """
 
 from __future__ import annotations
