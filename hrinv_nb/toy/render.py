@@ -241,7 +241,7 @@ def render(
 
 
 def render_from_seed(
-    seed: int, n: int, style: str = "photo", size: tuple[int, int] = (128, 128), return_mask: bool = False
+    seed: int, n: int, style: str = "photo", size: tuple[int, int] = (64, 64), return_mask: bool = False
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Sample ``n`` identities and nuisances from ``seed`` (identities first) and render them."""
     g = torch.Generator().manual_seed(seed)
