@@ -154,3 +154,6 @@ def test_train_toy_inr_learns_and_records(tmp_path):
     _, rec0 = train_toy_inr(G_s, device="cpu", steps=5, time_budget_s=0.0, seed=0, batch=2, render_fn=_scene,
                             eval_samples=0)  # fmt: skip
     assert rec0["steps"] == 0 and rec0["eval"] == {}
+    _, rec1 = train_toy_inr(G_s, device="cpu", steps=4, time_budget_s=None, seed=0, batch=2, render_fn=_scene,
+                            wide_pool=0, eval_samples=0)  # fmt: skip
+    assert rec1["steps"] == 4 and rec1["pool_sizes"] == {} and rec["pool_sizes"]["32x96"] > 0

@@ -14,6 +14,12 @@ attached, ``canvas=True``) and trains the synthesis blocks and the head, the map
 The loss is L1 in pixels. Everything runs on ``device`` in batches (no per-sample Python loop, no
 host sync per step: losses are accumulated on the device and read every ``log_every`` steps); it
 stops after ``steps`` steps or when ``time_budget_s`` of wall-clock time is spent.
+
+Renders are the expensive part (on an H200 a photo render of 16 samples at 128 x 384 takes ~0.35 s,
+far more than a training step), so by default (``wide_pool``) the wide targets are rendered once
+into a pool on the device, shape after shape in chunks, until ``wide_pool`` samples per shape or
+``pool_fraction`` of the time budget; the wide steps then draw batches from the pool (with fresh
+noise in the layers that are not texture maps). ``wide_pool=0`` renders every wide batch afresh.
 """
 
 from __future__ import annotations
@@ -39,7 +45,9 @@ def photo_render_fn(z: torch.Tensor, size: tuple[int, int], noise: dict[str, tor
     from .world import factors_from_z
 
     identity, nuisance = factors_from_z(z)
-    return render(identity, nuisance, style="photo", size=size, noise=noise)
+    # large chunks on a GPU (the default chunk is one 128 x 384 sample at a time), as world.paired_batch does
+    chunk = 1 << 22 if z.device.type == "cuda" else 1 << 18
+    return render(identity, nuisance, style="photo", size=size, noise=noise, chunk_pixels=chunk)
 
 
 def default_wide_shapes(resolution: int) -> tuple[tuple[int, int], ...]:
@@ -88,6 +96,8 @@ def train_toy_inr(
     batch: int = 16, wide_shapes: Sequence[tuple[int, int]] | None = None, square_fraction: float = 0.5,
     lr: float = 1e-3, head_lr: float = 3e-3, render_fn: RenderFn | None = None,
     inr_net_kwargs: dict | None = None, log_every: int = 100, eval_samples: int = 16, progress: bool = False,
+    wide_pool: int = 1024, pool_fraction: float = 0.35, render_batch: int = 64, allow_tf32: bool = True,
+    lr_rampdown: float = 0.3,
 ) -> tuple[StyleINRGenerator, dict]:
     # fmt: on
     """Train the toy canvas Style-INR model from ``G_s`` (see the module docstring); returns (G_inr, record).
@@ -97,6 +107,9 @@ def train_toy_inr(
     cycle through ``wide_shapes``. ``record``: steps done, seconds, per-kind mean L1 over the last
     ``log_every`` steps of each kind, a loss log, and at the end the PSNR (dB) of the square output
     against G_s and of each wide shape against its render, on ``eval_samples`` fresh samples.
+    ``wide_pool``/``pool_fraction``/``render_batch``: the pool of wide targets (see the module
+    docstring). ``lr_rampdown``: both learning rates decay (cosine) to 0 over this final fraction of
+    whichever of ``steps`` and ``time_budget_s`` is further along. ``allow_tf32``: TF32 matmuls and convolutions on CUDA during training (restored after).
     G_inr comes back on the CPU, in eval mode, without gradients.
     """
     assert steps >= 0 and batch >= 1 and 0 < square_fraction <= 1, (steps, batch, square_fraction)
@@ -124,11 +137,104 @@ def train_toy_inr(
         assert shapes[f"{texture['coarse']}.noise_const"] == (math.ceil(s[0] / 2), math.ceil(s[1] / 2)), (s, shapes)
 
     gen = torch.Generator(device=device).manual_seed(seed)
+    t0 = time.perf_counter()
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if device.type == "cuda" and allow_tf32:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        pool_budget = None if time_budget_s is None else pool_fraction * time_budget_s
+        pool = _render_pool(G.z_dim, wide, wide_noise_shapes, texture, render_fn, wide_pool, render_batch,
+                            pool_budget, gen) if wide_pool > 0 and steps > 0 else {}  # fmt: skip
+        pool_seconds = time.perf_counter() - t0
+        G, done, last, log = _train_loop(G, teacher, opt, gen, steps, time_budget_s, t0, batch, square_fraction,
+                                         wide, square_shapes, wide_noise_shapes, texture, render_fn, pool,
+                                         log_every, progress, lr_rampdown)  # fmt: skip
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - t0
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+
+    G.requires_grad_(False)
+    evaluation = _evaluate(G, teacher, wide, texture, render_fn, eval_samples, seed + 1) if eval_samples else {}
+    record = {
+        "steps": done,
+        "seconds": round(seconds, 2),
+        "pool_seconds": round(pool_seconds, 2),
+        "pool_sizes": {f"{h}x{w}": int(p[0].shape[0]) for (h, w), p in pool.items()},
+        "batch": batch,
+        "device": str(device),
+        "seed": seed,
+        "square_fraction": square_fraction,
+        "wide_shapes": [list(s) for s in wide],
+        "lr": lr,
+        "head_lr": head_lr,
+        "final_l1": {f"{k}_l1": v for k, v in last.items()},
+        "eval": evaluation,
+        "log": log,
+    }
+    return G.cpu().eval(), record
+
+
+def _render_pool(
+    z_dim: int,
+    wide: Sequence[tuple[int, int]],
+    noise_shapes: dict[tuple[int, int], dict[str, tuple[int, int]]],
+    texture: dict[str, str],
+    render_fn: RenderFn,
+    size: int,
+    chunk: int,
+    budget_s: float | None,
+    gen: torch.Generator,
+) -> dict[tuple[int, int], tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]]:
+    """Per wide shape: (z [N, z_dim], texture maps {key: [N,1,h,w]}, renders [N,3,H,W]), N ≤ ``size``,
+    rendered round-robin over the shapes in chunks until ``size`` each or ``budget_s`` seconds."""
+    t0, device = time.perf_counter(), gen.device
+    parts: dict[tuple[int, int], list] = {s: [] for s in wide}
+    counts = dict.fromkeys(wide, 0)
+    while any(c < size for c in counts.values()):
+        if parts[wide[0]] and budget_s is not None and time.perf_counter() - t0 >= budget_s:
+            break
+        for s in wide:
+            n = min(chunk, size - counts[s])
+            if n <= 0:
+                continue
+            z = torch.randn([n, z_dim], generator=gen, device=device)
+            maps = {
+                key: torch.randn([n, 1, *noise_shapes[s][f"{layer}.noise_const"]], generator=gen, device=device)
+                for key, layer in texture.items()
+            }
+            with torch.no_grad():
+                img = render_fn(z, s, maps).to(device, torch.float32)
+            assert img.shape == (n, 3, *s), (tuple(img.shape), s)
+            parts[s].append((z, maps, img))
+            counts[s] += n
+    return {
+        s: (
+            torch.cat([p[0] for p in ps]),
+            {key: torch.cat([p[1][key] for p in ps]) for key in texture},
+            torch.cat([p[2] for p in ps]),
+        )
+        for s, ps in parts.items()
+        if ps
+    }
+
+
+# fmt: off
+def _train_loop(
+    G: StyleINRGenerator, teacher: Generator, opt: torch.optim.Optimizer, gen: torch.Generator, steps: int,
+    time_budget_s: float | None, t0: float, batch: int, square_fraction: float, wide: Sequence[tuple[int, int]],
+    square_shapes: dict[str, tuple[int, int]], wide_noise_shapes: dict, texture: dict[str, str], render_fn: RenderFn,
+    pool: dict, log_every: int, progress: bool, lr_rampdown: float,
+) -> tuple[StyleINRGenerator, int, dict[str, float], list[dict]]:
+    # fmt: on
+    """The optimisation steps of :func:`train_toy_inr`: (G, steps done, last mean L1 per kind, log)."""
+    device, synth, R = gen.device, G.synthesis, G.img_resolution
+    base_lrs = [group["lr"] for group in opt.param_groups]
     sums = {"square": torch.zeros([], device=device), "wide": torch.zeros([], device=device)}
     counts = {"square": 0, "wide": 0}
     log: list[dict] = []
     last: dict[str, float] = {}
-    t0 = time.perf_counter()
     done, n_wide = 0, 0
     bar = None
     if progress:
@@ -138,21 +244,32 @@ def train_toy_inr(
     for step in range(steps):
         if time_budget_s is not None and time.perf_counter() - t0 >= time_budget_s:
             break
+        t = step / steps if time_budget_s is None else max(step / steps, (time.perf_counter() - t0) / time_budget_s)
+        decay = 1.0 if lr_rampdown <= 0 or t < 1 - lr_rampdown else 0.5 * (1 + math.cos(math.pi * (t - 1 + lr_rampdown) / lr_rampdown))
+        for group, base in zip(opt.param_groups, base_lrs):
+            group["lr"] = base * decay
         z = torch.randn([batch, G.z_dim], generator=gen, device=device)
-        with torch.no_grad():
-            ws = G.mapping(z, None)
         if math.floor((step + 1) * square_fraction) > math.floor(step * square_fraction):
             kind, shape = "square", (R, R)
             noise = _draw_noise(square_shapes, batch, gen)
             with torch.no_grad():
+                ws = G.mapping(z, None)
                 target = synthesis_with_noise(teacher, ws, noise)
         else:
             kind, shape = "wide", wide[n_wide % len(wide)]
             n_wide += 1
             noise = _draw_noise(wide_noise_shapes[shape], batch, gen)
-            maps = {key: noise[f"{layer}.noise_const"] for key, layer in texture.items()}
+            if shape in pool:
+                pz, pmaps, pimg = pool[shape]
+                idx = torch.randint(0, pz.shape[0], [batch], generator=gen, device=device)
+                z, target = pz[idx], pimg[idx]
+                noise.update({f"{layer}.noise_const": pmaps[key][idx] for key, layer in texture.items()})
+            else:
+                maps = {key: noise[f"{layer}.noise_const"] for key, layer in texture.items()}
+                with torch.no_grad():
+                    target = render_fn(z, shape, maps).to(device, torch.float32)
             with torch.no_grad():
-                target = render_fn(z, shape, maps).to(device, torch.float32)
+                ws = G.mapping(z, None)
         assert target.shape == (batch, 3, *shape), (tuple(target.shape), shape)
         out = synth(ws, shape=shape, noise=noise)
         loss = (out - target).abs().mean()
@@ -180,27 +297,7 @@ def train_toy_inr(
     for k in sums:
         if counts[k]:
             last[k] = float(sums[k]) / counts[k]
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - t0
-
-    G.requires_grad_(False)
-    evaluation = _evaluate(G, teacher, wide, texture, render_fn, eval_samples, seed + 1) if eval_samples else {}
-    record = {
-        "steps": done,
-        "seconds": round(seconds, 2),
-        "batch": batch,
-        "device": str(device),
-        "seed": seed,
-        "square_fraction": square_fraction,
-        "wide_shapes": [list(s) for s in wide],
-        "lr": lr,
-        "head_lr": head_lr,
-        "final_l1": {f"{k}_l1": v for k, v in last.items()},
-        "eval": evaluation,
-        "log": log,
-    }
-    return G.cpu().eval(), record
+    return G, done, last, log
 
 
 def _evaluate(
