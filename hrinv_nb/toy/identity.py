@@ -206,16 +206,17 @@ def id_embedder_fn(model: nn.Module, batch_size: int = 64) -> Callable[[Tensor],
 
 # fmt: off
 def render_identity_views(n_ids: int, seed: int, size: int = EMBED_SIZE, *, device: str | torch.device = "cpu",
-                          deadline: float | None = None, block: int = 1024) -> dict[str, Tensor]:
+                          deadline: float | None = None, block: int = 0) -> dict[str, Tensor]:
 # fmt: on
     """Each of ``n_ids`` random identities in every style of ``STYLES``, each view with its own nuisance.
 
     Returns ``images`` uint8 [m, len(STYLES), 3, size, size] and ``identity`` [m, N_IDENTITY] on
     ``device`` (factors drawn on the CPU from ``seed``, so the set is the same on every device);
     ``m = n_ids`` unless the ``perf_counter`` ``deadline`` passes: identities are rendered by blocks
-    of ``block`` and rendering stops after the block that passes it.
+    of ``block`` (0: 256 on the CPU, 2048 on CUDA) and rendering stops after the block that passes it.
     """
     device = torch.device(device)
+    block = auto_setting(block, device, 256, 2048)
     generator = torch.Generator().manual_seed(seed)
     identity = sample_identity(n_ids, generator)
     nuisance = sample_nuisance(n_ids * len(STYLES), generator).view(n_ids, len(STYLES), N_NUISANCE)
