@@ -133,9 +133,11 @@ def test_summary_targets_and_merging():
     assert q.json_safe({"a": math.inf, "b": (1, torch.tensor([2.0]))}) == {"a": "inf", "b": [1, [2.0]]}
 
 
-def test_main_on_an_empty_folder_records_unavailable(tmp_path: Path):
+def test_main_on_an_empty_folder_records_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "quality.json"
     assert q.main(["--assets", str(tmp_path), "--out", str(out), "--figures-dir", ""]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["quality.json"], "--figures-dir '' writes no figure"
     record = json.loads(out.read_text())
     assert record["schema"] == q.SCHEMA and "G_s" in record["assets"]
     assert record["sections"]["noise"].startswith("unavailable")

@@ -991,7 +991,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--assets", type=Path, default=DATA, help="folder holding the networks and their JSON")
     parser.add_argument("--out", type=Path, default=DATA / "quality.json")
-    parser.add_argument("--figures-dir", type=Path, default=FIGURES, help="'' skips the figures")
+    parser.add_argument("--figures-dir", default=str(FIGURES), help="'' skips the figures")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=13)
     defaults = Sizes()
@@ -1007,7 +1007,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     record = build_report(assets, sections, sizes, args.seed, time.perf_counter() - start)
     text = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
     atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
-    if str(args.figures_dir):
+    if args.figures_dir:
         import matplotlib
 
         matplotlib.use("Agg")
