@@ -94,7 +94,7 @@ def _psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
 def train_toy_inr(
     G_s: Generator, *, device: torch.device | str, steps: int, time_budget_s: float | None, seed: int = 0,
     batch: int = 16, wide_shapes: Sequence[tuple[int, int]] | None = None, square_fraction: float = 0.5,
-    lr: float = 1e-3, head_lr: float = 3e-3, render_fn: RenderFn | None = None,
+    lr: float = 2e-3, head_lr: float = 1e-2, render_fn: RenderFn | None = None,
     inr_net_kwargs: dict | None = None, log_every: int = 100, eval_samples: int = 16, progress: bool = False,
     wide_pool: int = 1024, pool_fraction: float = 0.35, render_batch: int = 64, allow_tf32: bool = True,
     lr_rampdown: float = 0.3,
