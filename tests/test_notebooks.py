@@ -46,7 +46,7 @@ def _parameters(nb: nbformat.NotebookNode) -> dict[str, object]:
 
 def test_there_are_notebooks():
     assert len(NOTEBOOKS) >= 1
-    numbers = [nb.name[:2] for nb in NOTEBOOKS]
+    numbers = [nb.name.split("_", 1)[0] for nb in NOTEBOOKS]
     assert len(numbers) == len(set(numbers)), f"duplicate notebook numbers: {numbers}"
 
 
