@@ -125,3 +125,13 @@ def test_augment_identity_at_p0_and_differentiable():
     assert y.shape == x.shape and not torch.allclose(x, y)
     y.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_critic_phase_trains_d_only():
+    """recon_weight = adv_weight = 0: G (and G_ema) stay as they are, D learns."""
+    G, D = _nets()
+    g0, d0 = copy.deepcopy(G.state_dict()), copy.deepcopy(D.state_dict())
+    res = train(G, D, _paired_data, TrainConfig(steps=2, batch=4, recon_weight=0.0, adv_weight=0.0), progress=False)
+    assert all(torch.equal(v, G.state_dict()[k]) for k, v in g0.items())
+    assert all(torch.equal(v, res.G_ema.state_dict()[k]) for k, v in g0.items())
+    assert any(not torch.equal(v, D.state_dict()[k]) for k, v in d0.items())

@@ -19,6 +19,7 @@ that fit one short call on a lent GPU, and step counts it will not reach), which
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import shlex
@@ -81,7 +82,7 @@ GPU_PLAN: dict[str, Plan] = {
 PRESETS = {"cpu": CPU_PLAN, "gpu": GPU_PLAN}
 
 
-def generator_config(name: str, plan: Plan, batch: int) -> TrainConfig:
+def generator_config(name: str, plan: Plan, batch: int, train_d: bool) -> TrainConfig:
     """The training configuration of G_s (from scratch) or of a G_t (fine-tuned, mapping frozen)."""
     source = name == "G_s"
     return TrainConfig(
@@ -91,14 +92,33 @@ def generator_config(name: str, plan: Plan, batch: int) -> TrainConfig:
         lr_d=0.002,
         recon_weight=1.0,
         adv_weight=0.0,
-        train_d=True,
+        train_d=train_d,
         r1_gamma=0.0002 * 128**2 / batch,  # NVIDIA's heuristic for the resolution and batch
         ema_kimg=0.5 if source else 0.25,
         freeze_mapping=not source,
         lr_rampdown=0.3,
         time_budget_s=plan.budget_s,
-        checkpoint_every=200,
+        checkpoint_every=200 if batch >= 32 else 50,
         seed=SEEDS[name],
+    )
+
+
+def critic_config(plan: Plan, batch: int) -> TrainConfig:
+    """A D-only phase (G frozen): D learns to tell renders from G_s's samples, for 15% of G_s's budget."""
+    budget = None if plan.budget_s is None else 0.15 * plan.budget_s
+    steps = max(1, plan.steps // 6)
+    return TrainConfig(
+        steps=steps,
+        batch=batch,
+        recon_weight=0.0,
+        adv_weight=0.0,
+        train_d=True,
+        lr_d=0.002,
+        r1_gamma=0.0002 * 128**2 / batch,
+        lr_rampdown=0.0,
+        time_budget_s=budget,
+        checkpoint_every=50,
+        seed=SEEDS["G_s"] + 1,
     )
 
 
@@ -137,11 +157,34 @@ def build_generator(name: str, plan: Plan, out_dir: Path, device: torch.device, 
         G, D = finetune_copy(src.G, src.D)
         start = "G_s.safetensors"
     G, D = G.to(device), D.to(device)
-    cfg = generator_config(name, plan, batch)
+    # On a GPU, D learns alongside G; on a CPU (where a D step costs more than a G step) G_s's D is
+    # trained afterwards in a D-only phase, and each G_t keeps G_s's D.
+    concurrent_d = device.type == "cuda"
+    cfg = generator_config(name, plan, batch, train_d=concurrent_d)
     res = train(G, D, paired_data_fn(G, style), cfg, out_dir=out_dir / "_work" / name, progress=progress)
+    G_final, D_final, extra = res.G_ema, res.D, {}
+    if name == "G_s" and not concurrent_d:
+        ccfg = critic_config(plan, batch)
+        G_frozen = copy.deepcopy(G_final)
+        crit = train(
+            G_frozen,
+            D_final,
+            paired_data_fn(G_frozen, style),
+            ccfg,
+            out_dir=out_dir / "_work" / "G_s_critic",
+            progress=progress,
+        )
+        D_final = crit.D
+        extra = {
+            "critic_config": asdict(ccfg),
+            "critic_steps": crit.steps,
+            "critic_seconds": round(crit.seconds, 1),
+            "critic_final_d": _final(crit.history, "d"),
+        }
     meta = {"asset": name, "style": style, **({} if name == "G_s" else {"finetuned_from": "G_s"})}
-    save_networks(out_dir / f"{name}.safetensors", G=res.G_ema.cpu(), D=res.D.cpu(), half=True, meta=meta)
+    save_networks(out_dir / f"{name}.safetensors", G=G_final.cpu(), D=D_final.cpu(), half=True, meta=meta)
     return {
+        **extra,
         "style": style,
         "start": start,
         "steps_done": res.steps,

@@ -292,23 +292,27 @@ def train(
         z, real, noise = data_fn(cfg.batch, gen)
         assert real.ndim == 4 and real.shape[0] == cfg.batch == z.shape[0], f"data_fn gave {tuple(real.shape)}"
         D.requires_grad_(False)
-        with torch.set_grad_enabled(not cfg.freeze_mapping):
-            ws = G.mapping(z, None, skip_w_avg_update=cfg.freeze_mapping)
-        fake = synthesize_with_noise(G, ws, noise)
+        train_g = cfg.recon_weight > 0 or cfg.adv_weight > 0  # both 0: a D-only (critic) phase, G frozen
+        with torch.set_grad_enabled(train_g):
+            with torch.set_grad_enabled(train_g and not cfg.freeze_mapping):
+                ws = G.mapping(z, None, skip_w_avg_update=cfg.freeze_mapping or not train_g)
+            fake = synthesize_with_noise(G, ws, noise)
         log: dict[str, torch.Tensor] = {}
-        loss_g = fake.new_zeros([])
-        if cfg.recon_weight > 0:
-            log["g_recon"] = (fake - real).abs().mean()
-            loss_g = loss_g + cfg.recon_weight * log["g_recon"]
-        if cfg.adv_weight > 0:
-            log["g_adv"] = F.softplus(-D(augment(fake, cfg.augment_p, gen), None)).mean()
-            loss_g = loss_g + cfg.adv_weight * log["g_adv"]
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
+        if train_g:
+            loss_g = fake.new_zeros([])
+            if cfg.recon_weight > 0:
+                log["g_recon"] = (fake - real).abs().mean()
+                loss_g = loss_g + cfg.recon_weight * log["g_recon"]
+            if cfg.adv_weight > 0:
+                log["g_adv"] = F.softplus(-D(augment(fake, cfg.augment_p, gen), None)).mean()
+                loss_g = loss_g + cfg.adv_weight * log["g_adv"]
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
         if cfg.train_d:
             log |= _d_step(G, D, fake, real, opt_d, cfg, step, gen)
-        _ema_update(G_ema, G, cfg, step)
+        if train_g:
+            _ema_update(G_ema, G, cfg, step)
 
         for k, v in log.items():  # no host sync per step: tensors are read every log_every steps
             pending.setdefault(k, []).append(v.detach().float())
