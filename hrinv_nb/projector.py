@@ -34,7 +34,7 @@ import os
 import pickle
 import sys
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 from .errors import FileFormatError
 from .files import atomic_write
 from .losses import PerceptualLoss, perceptual_loss
+from .memory import default_batch_size
 from .optim_checks import (
     check_finite_loss,
     check_finite_result,
@@ -375,6 +376,21 @@ def _read_projection(archive: zipfile.ZipFile, max_bytes: int) -> tuple[torch.Te
     return w, noise
 
 
+def projection_writer(w: torch.Tensor, noise: dict[str, torch.Tensor] | None = None) -> Callable[[str], None]:
+    """A writer (for :func:`hrinv_nb.files.atomic_write`) of ``w`` [1, num_ws, w_dim] and noise maps as ``.npz``."""
+    if not (isinstance(w, torch.Tensor) and w.ndim == 3 and w.shape[0] == 1):
+        raise ProjectionFileError(f"w must be [1, num_ws, w_dim], got {tuple(getattr(w, 'shape', ()))}")
+    arrays = {"w": w.detach().to("cpu", torch.float32).numpy()}
+    for name, buf in (noise or {}).items():
+        arrays[NOISE_PREFIX + name] = buf.detach().to("cpu", torch.float32).numpy()
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:  # a file object: np.savez would append ".npz" to a name
+            np.savez(handle, **arrays)
+
+    return write
+
+
 def save_projection(path: str | os.PathLike, w: torch.Tensor, noise: dict[str, torch.Tensor] | None = None) -> Path:
     """Write ``w`` [1, num_ws, w_dim] and the noise maps to ``path`` atomically (tmp file + os.replace).
 
@@ -386,15 +402,7 @@ def save_projection(path: str | os.PathLike, w: torch.Tensor, noise: dict[str, t
         raise ProjectionFileError(f"{path}: w must be [1, num_ws, w_dim], got {tuple(getattr(w, 'shape', ()))}")
     if path.exists() and (not os.access(path, os.W_OK) or path.stat().st_mode & 0o222 == 0):
         raise ProjectionFileError(f"{path}: the file exists and is read-only; refusing to overwrite it")
-    arrays = {"w": w.detach().to("cpu", torch.float32).numpy()}
-    for name, buf in (noise or {}).items():
-        arrays[NOISE_PREFIX + name] = buf.detach().to("cpu", torch.float32).numpy()
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as handle:  # a file object: np.savez would append ".npz" to a name
-            np.savez(handle, **arrays)
-
-    return atomic_write(path, write)
+    return atomic_write(path, projection_writer(w, noise))
 
 
 def load_projection(
@@ -532,39 +540,6 @@ class BatchProjectionResult:
         )
 
 
-def project_batch(
-    G: nn.Module, targets: torch.Tensor, *, chunk_size: int | None = None, **options: Any
-) -> BatchProjectionResult:
-    """Invert every image of ``targets`` ([B, 3, H, W] in [-1, 1]) into ``G``, as B independent problems.
-
-    Takes the keyword arguments of :func:`project` (same defaults, same schedule and objective), plus
-    ``chunk_size``: at most this many targets per batch (None: all B at once). Each sample has its own
-    code, noise maps and ε; the optimised objective is the *sum* of the per-sample losses, so every
-    sample's gradient is its own and Adam (element-wise) treats the samples independently: the batch
-    is B separate projections that share only the forward passes. Chunks are solved one after another,
-    each from w̄ with a fresh Adam state and the full schedule; peak memory depends on ``chunk_size``,
-    not on B. ``w_init`` may be [1 or B, rows, w_dim]; ``callback`` receives each chunk's tensors.
-
-    Random streams: w̄ and w_std come once from ``numpy.random.RandomState(w_avg_seed)``; everything
-    else from ONE ``torch.Generator(device).manual_seed(seed)`` that continues through the chunks in
-    order: for each chunk, first its noise maps (when ``optimize_noise``: one ``[b, 1, H, W]`` draw per
-    layer, in the synthesis network's order), then one ε draw ``[b, rows, w_dim]`` per step (when w is
-    optimised, drawn even on steps where σ = 0). The same call gives the same result; ``chunk_size=None``
-    and ``chunk_size >= B`` agree; with B = 1 the draws, and so the result, are :func:`project`'s.
-    """
-    unknown = sorted(set(options) - set(PROJECT_OPTIONS))
-    if unknown:
-        raise TypeError(
-            f"project_batch() got unexpected keyword argument(s) {unknown}; it takes {sorted(PROJECT_OPTIONS)} and chunk_size"
-        )
-    if "loss" not in options:
-        raise TypeError("project_batch() needs loss= (a perceptual_loss module or a loss name)")
-    assert isinstance(targets, torch.Tensor) and targets.ndim == 4 and targets.shape[1] == 3, (
-        f"targets must be [B,3,H,W] in [-1,1], got {tuple(targets.shape) if isinstance(targets, torch.Tensor) else targets}"
-    )
-    return _project(G, targets, chunk_size=chunk_size, **{**PROJECT_OPTIONS, **options})
-
-
 # ----------------------------------------------------------------------------------------------
 # The one optimisation loop behind project() and project_batch()
 
@@ -578,9 +553,80 @@ def _noise_layers(G: nn.Module) -> dict[str, nn.Module]:
     }
 
 
-def _project(G: nn.Module, targets: torch.Tensor, *, chunk_size: int | None, **o: Any) -> BatchProjectionResult:
-    """Check the options, then solve ``targets`` chunk by chunk with one random stream (see :func:`project_batch`)."""
-    check_images("targets" if targets.shape[0] > 1 else "target", targets)
+def project_batch(
+    G: nn.Module,
+    targets: torch.Tensor,
+    *,
+    batch_size: int | None = None,
+    chunk_size: int | None = None,
+    **options: Any,
+) -> BatchProjectionResult:
+    """Invert every image of ``targets`` ([B, 3, H, W] in [-1, 1]) into ``G``, as B independent problems.
+
+    Takes the keyword arguments of :func:`project` (same defaults, same schedule and objective), plus
+    ``batch_size``: at most this many targets per batch (``None`` or 0: the largest batch that fits the
+    device's free memory, :func:`hrinv_nb.memory.default_batch_size`; ``chunk_size`` is its older name).
+    Each sample has its own code, noise maps and ε; the optimised objective is the *sum* of the
+    per-sample losses, so every sample's gradient is its own and Adam (element-wise) treats the samples
+    independently: the batch is B separate projections that share only the forward passes. Chunks are
+    solved one after another, each from w̄ with a fresh Adam state and the full schedule; peak memory
+    depends on the batch size, not on B. ``w_init`` may be [1 or B, rows, w_dim]; ``callback`` receives
+    each chunk's tensors. :func:`project_stream` writes every result to a folder instead (resumable).
+
+    Random streams: w̄ and w_std come once from ``numpy.random.RandomState(w_avg_seed)``; everything
+    else from ONE ``torch.Generator(device).manual_seed(seed)`` that continues through the chunks in
+    order: for each chunk, first its noise maps (when ``optimize_noise``: one ``[b, 1, H, W]`` draw per
+    layer, in the synthesis network's order), then one ε draw ``[b, rows, w_dim]`` per step (when w is
+    optimised, drawn even on steps where σ = 0). The same call gives the same result; any batch size
+    ``>= B`` gives exactly the one-batch result; with B = 1 the draws, and so the result, are :func:`project`'s.
+    """
+    _check_batch_options(options)
+    assert isinstance(targets, torch.Tensor) and targets.ndim == 4 and targets.shape[1] == 3, (
+        f"targets must be [B,3,H,W] in [-1,1], got {tuple(targets.shape) if isinstance(targets, torch.Tensor) else targets}"
+    )
+    o = {**PROJECT_OPTIONS, **options}
+    size = _batch_size_of(batch_size, chunk_size, G, tuple(targets.shape[2:]))
+    return _project(G, targets, chunk_size=size, **o)
+
+
+def _check_batch_options(options: dict[str, Any]) -> None:
+    unknown = sorted(set(options) - set(PROJECT_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"got unexpected keyword argument(s) {unknown}; takes {sorted(PROJECT_OPTIONS)} and batch_size"
+        )
+    if "loss" not in options:
+        raise TypeError("batched projection needs loss= (a perceptual_loss module or a loss name)")
+
+
+def _batch_size_of(
+    batch_size: int | None, chunk_size: int | None, G: nn.Module, size: tuple[int, ...]
+) -> int | None:
+    """The explicit batch size (``batch_size`` or its old name ``chunk_size``), or the memory default."""
+    if batch_size and chunk_size and batch_size != chunk_size:
+        raise ValueError(f"batch_size={batch_size} and chunk_size={chunk_size} disagree (chunk_size is its old name)")
+    explicit = batch_size or chunk_size
+    if explicit is not None:
+        check_steps("batch_size", explicit)
+        return int(explicit)
+    return default_batch_size("projection", size, next(G.parameters()).device)
+
+
+@dataclass
+class _Setup:
+    """What every chunk of one batched projection shares: a private copy of G, the loss, one random stream."""
+
+    G: nn.Module
+    loss: PerceptualLoss
+    generator: torch.Generator
+    w_avg: torch.Tensor
+    w_std: float
+    rows: int
+    const_noise: dict[str, torch.Tensor]
+
+
+def _setup(G: nn.Module, total_b: int, o: dict[str, Any]) -> _Setup:
+    """Check the options (``targets`` are checked per chunk) and build the shared state."""
     _check_schedule(
         o["num_steps"],
         o["lr"],
@@ -591,8 +637,6 @@ def _project(G: nn.Module, targets: torch.Tensor, *, chunk_size: int | None, **o
         mse_weight=o["mse_weight"],
         noise_reg_weight=o["noise_reg_weight"],
     )
-    total_b = targets.shape[0]
-    chunk = total_b if chunk_size is None else check_steps("chunk_size", chunk_size)
     w_space = str(o["w_space"]).lower()
     if w_space not in ("w+", "w"):
         raise ValueError(f"w_space must be 'w+' or 'w', got {o['w_space']!r}")
@@ -608,40 +652,242 @@ def _project(G: nn.Module, targets: torch.Tensor, *, chunk_size: int | None, **o
     w_init = o["w_init"]
     if w_init is not None and w_init.shape[0] not in (1, total_b):
         raise ValueError(f"w_init has {w_init.shape[0]} codes for {total_b} targets (give 1 or {total_b})")
-
     generator = torch.Generator(device=device).manual_seed(o["seed"])  # one stream, continued chunk after chunk
     w_avg, w_std = w_statistics(G, o["w_avg_samples"], o["w_avg_seed"], o["c"])
     rows = G.num_ws if w_space == "w+" else 1
-    starts = range(0, total_b, chunk)
     const_noise = {name: module.noise_const for name, module in _noise_layers(G).items()}
+    return _Setup(G, loss, generator, w_avg, w_std, rows, const_noise)
+
+
+def _solve_chunk(
+    s: _Setup, targets: torch.Tensor, start: int, total_b: int, k: int, n_chunks: int, o: dict[str, Any]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, dict[str, list[float]]]:
+    """Chunk ``k`` (its ``targets`` start at item ``start``) on the shared state: see :func:`_project_chunk`."""
+    for name, module in _noise_layers(s.G).items():  # each chunk starts from G's own buffers
+        module._buffers["noise_const"] = s.const_noise[name]
+    device = next(s.G.parameters()).device
+    tgt = targets.to(device, torch.float32)
+    w_init = o["w_init"]
+    init = None if w_init is None else (w_init if w_init.shape[0] == 1 else w_init[start : start + tgt.shape[0]])
+    desc = (
+        "project"
+        if total_b == 1
+        else f"project x{tgt.shape[0]}" + (f" ({k + 1}/{n_chunks})" if n_chunks > 1 else "")
+    )
+    return _project_chunk(s.G, tgt, s.loss, s.generator, s.w_avg, s.w_std, init, s.rows, desc, o)
+
+
+def _add_history(sums: dict[str, list[float]], hist: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Per-step sums over chunks (lr and sigma kept from the first chunk)."""
+    if not sums:
+        return {k: list(v) for k, v in hist.items()}
+    for key in ("loss", "perceptual", "mse", "noise_reg"):
+        sums[key] = [a + b for a, b in zip(sums[key], hist[key])]
+    return sums
+
+
+def _mean_history(sums: dict[str, list[float]], total_b: int) -> dict[str, list[float]]:
+    return {key: (values if key in ("lr", "sigma") else [v / total_b for v in values]) for key, values in sums.items()}
+
+
+def _project(G: nn.Module, targets: torch.Tensor, *, chunk_size: int | None, **o: Any) -> BatchProjectionResult:
+    """Check the options, then solve ``targets`` chunk by chunk with one random stream (see :func:`project_batch`)."""
+    check_images("targets" if targets.shape[0] > 1 else "target", targets)
+    total_b = targets.shape[0]
+    chunk = total_b if chunk_size is None else check_steps("chunk_size", chunk_size)
+    s = _setup(G, total_b, o)
+    starts = range(0, total_b, chunk)
     ws, images, noise_parts = [], [], []
     sums: dict[str, list[float]] = {}
     for k, start in enumerate(starts):
-        for name, module in _noise_layers(G).items():  # each chunk starts from G's own buffers
-            module._buffers["noise_const"] = const_noise[name]
-        tgt = targets[start : start + chunk].to(device, torch.float32)
-        init = None if w_init is None else (w_init if w_init.shape[0] == 1 else w_init[start : start + chunk])
-        desc = (
-            "project"
-            if total_b == 1
-            else f"project x{tgt.shape[0]}" + (f" ({k + 1}/{len(starts)})" if len(starts) > 1 else "")
-        )
-        w_c, noise_c, images_c, hist_c = _project_chunk(G, tgt, loss, generator, w_avg, w_std, init, rows, desc, o)
+        w_c, noise_c, images_c, hist_c = _solve_chunk(s, targets[start : start + chunk], start, total_b, k, len(starts), o)
         ws.append(w_c)
         images.append(images_c)
         noise_parts.append(noise_c)
-        if not sums:
-            sums = hist_c
-        else:
-            for key in ("loss", "perceptual", "mse", "noise_reg"):
-                sums[key] = [a + b for a, b in zip(sums[key], hist_c[key])]
-    history = {
-        key: (values if key in ("lr", "sigma") else [v / total_b for v in values]) for key, values in sums.items()
-    }
+        sums = _add_history(sums, hist_c)
+    history = _mean_history(sums, total_b)
     w_final, images_all = torch.cat(ws), torch.cat(images)
     noise = {name: torch.cat([part[name] for part in noise_parts]) for name in noise_parts[0]}
-    assert images_all.shape == (total_b, 3, *targets.shape[2:]) and w_final.shape == (total_b, G.num_ws, G.w_dim)
+    assert images_all.shape == (total_b, 3, *targets.shape[2:]) and w_final.shape == (total_b, s.G.num_ws, s.G.w_dim)
     return BatchProjectionResult(w=w_final, noise=noise, images=images_all, history=history)
+
+
+# ----------------------------------------------------------------------------------------------
+# Streamed, resumable batched projection
+
+
+@dataclass
+class StreamedProjection:
+    """A :func:`project_stream` run read back from its folder: ``w`` [B, num_ws, w_dim] in memory (small),
+    images and noise maps on disk (:meth:`image`, :meth:`iter_images`, :meth:`sample`); ``records``
+    the per-item metrics (one dict per item); ``history`` as :class:`BatchProjectionResult`'s."""
+
+    folder: Path
+    w: torch.Tensor
+    history: dict[str, list[float]]
+    records: list[dict[str, Any]]
+    batch_size: int
+    computed: list[tuple[int, int]]
+
+    def __len__(self) -> int:
+        return int(self.w.shape[0])
+
+    def image(self, index: int) -> torch.Tensor:
+        """Item ``index``'s reconstruction [1, 3, H, W] (from its ``.npz``; a ``.png`` is 8-bit)."""
+        name = self.records[index]["image"]
+        path = self.folder / name
+        if name.endswith(".png"):
+            from .images import load_image
+
+            return load_image(path, crop=False, min_short_side=1)
+        from .stream import load_image_npz
+
+        return load_image_npz(path)
+
+    def iter_images(self, batch: int = 16) -> Iterator[torch.Tensor]:
+        """The reconstructions in order, ``batch`` at a time ([b, 3, H, W] each)."""
+        for start in range(0, len(self), batch):
+            yield torch.cat([self.image(i) for i in range(start, min(start + batch, len(self)))])
+
+    def sample(self, index: int) -> ProjectionResult:
+        """Item ``index`` as a :class:`ProjectionResult` (w, noise maps and image read from the folder)."""
+        w, noise = load_projection(self.folder / self.records[index]["projection"])
+        return ProjectionResult(w=w, noise=noise, image=self.image(index), history=self.history)
+
+
+def project_stream(
+    G: nn.Module,
+    targets: Any,
+    out_dir: str | os.PathLike,
+    *,
+    batch_size: int | None = None,
+    names: Sequence[str] | None = None,
+    image_format: str = "npz",
+    measure: Callable[[torch.Tensor, torch.Tensor], dict[str, list[float]]] | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
+    **options: Any,
+) -> StreamedProjection:
+    """:func:`project_batch` that writes every result to ``out_dir`` as it is produced, and resumes.
+
+    ``targets``: a [B, 3, H, W] tensor or anything sliced like one (``targets[a:b]`` -> a tensor, e.g.
+    :class:`hrinv_nb.stream.ImageFiles`: only one chunk of images is then in memory). Per item: the code
+    and noise maps (``items/<i>_projection.npz``, :func:`save_projection`'s format), the reconstruction
+    (``items/<i>_image.npz``, float, or ``.png``) and a metrics line (``mse`` to the target, ``name``,
+    and ``measure(images, targets)``'s per-sample values). Each chunk's files are written atomically
+    after it finishes, with the random stream's state: a rerun with the same folder and parameters
+    (:func:`hrinv_nb.stream.open_store`) skips the finished chunks and gives exactly the result of an
+    uninterrupted run; other parameters stop it with :class:`hrinv_nb.stream.ResumeMismatchError`.
+    ``batch_size=None``: the folder's batch size on a resume, else the memory default. ``on_chunk(start,
+    stop)`` is called after each chunk computed (not for skipped ones).
+    """
+    from .stream import ChunkRecord, iter_chunks, open_store, restore_generator
+
+    _check_batch_options(options)
+    if image_format not in ("npz", "png"):
+        raise ValueError(f"image_format must be 'npz' or 'png', got {image_format!r}")
+    total_b = len(targets)
+    first = targets[0:1]
+    assert isinstance(first, torch.Tensor) and first.ndim == 4 and first.shape[1] == 3, (
+        f"targets[0:1] must be [1,3,H,W] in [-1,1], got {getattr(first, 'shape', first)}"
+    )
+    names = [str(i) for i in range(total_b)] if names is None else [str(n) for n in names]
+    assert len(names) == total_b, f"{len(names)} names for {total_b} targets"
+    o = {**PROJECT_OPTIONS, **options}
+    device = next(G.parameters()).device
+    params = {k: v for k, v in o.items() if k not in ("progress", "callback")}
+    params.update(
+        G=G, targets=targets, names=names, image_format=image_format, measure=measure, device=str(device)
+    )
+    size = tuple(first.shape[2:])
+    store = open_store(
+        out_dir,
+        "projection",
+        params,
+        total_b,
+        None if not batch_size else check_steps("batch_size", batch_size),
+        lambda: default_batch_size("projection", size, device),
+    )
+    s = _setup(G, total_b, o)
+    chunks = list(iter_chunks(store))
+    sums: dict[str, list[float]] = {}
+    pending_rng: str | None = None
+    computed = []
+    for k, (start, stop, record) in enumerate(chunks):
+        if record is None:
+            if pending_rng is not None:
+                restore_generator(s.generator, pending_rng)
+                pending_rng = None
+            tgt = targets[start:stop]
+            assert isinstance(tgt, torch.Tensor) and tgt.shape == (stop - start, 3, *size), (
+                f"targets[{start}:{stop}] must be [{stop - start},3,{size[0]},{size[1]}], got {getattr(tgt, 'shape', tgt)}"
+            )
+            check_images("targets", tgt)
+            w_c, noise_c, images_c, hist_c = _solve_chunk(s, tgt, start, total_b, k, len(chunks), o)
+            record = _write_projection_chunk(
+                store, start, stop, tgt, w_c, noise_c, images_c, hist_c, names, image_format, measure, s
+            )
+            computed.append((start, stop))
+            if on_chunk is not None:
+                on_chunk(start, stop)
+        else:
+            pending_rng = record.extra["rng"]
+        assert isinstance(record, ChunkRecord)
+        sums = _add_history(sums, record.extra["history"])
+    store.finish()
+    records = store.records()
+    w = torch.cat([load_projection(store.folder / r["projection"])[0] for r in records])
+    assert w.shape == (total_b, s.G.num_ws, s.G.w_dim), tuple(w.shape)
+    return StreamedProjection(store.folder, w, _mean_history(sums, total_b), records, store.batch_size, computed)
+
+
+def _write_projection_chunk(
+    store: Any,
+    start: int,
+    stop: int,
+    targets: torch.Tensor,
+    w: torch.Tensor,
+    noise: dict[str, torch.Tensor],
+    images: torch.Tensor,
+    history: dict[str, list[float]],
+    names: Sequence[str],
+    image_format: str,
+    measure: Callable[[torch.Tensor, torch.Tensor], dict[str, list[float]]] | None,
+    s: _Setup,
+) -> Any:
+    """Write one chunk's codes, noise maps, images and metrics, then its record (with the random state)."""
+    from .images import to_uint8
+    from .stream import encode_generator, npz_writer
+
+    b = stop - start
+    assert w.shape[0] == b and images.shape[0] == b, (tuple(w.shape), tuple(images.shape), b)
+    mse = (images - targets.to(images)).square().mean(dim=(1, 2, 3)).cpu().tolist()
+    extra_metrics = measure(images, targets.to(images)) if measure is not None else {}
+    files: list[tuple[Path, Any]] = []
+    items = []
+    for j in range(b):
+        i = start + j
+        proj = store.item_path(i, "projection.npz")
+        img = store.item_path(i, f"image.{image_format}")
+        files.append((proj, projection_writer(w[j : j + 1], {n: m[j] for n, m in noise.items()})))
+        if image_format == "npz":
+            files.append((img, npz_writer({"image": images[j : j + 1].to("cpu", torch.float32)})))
+        else:
+            from PIL import Image
+
+            pil = Image.fromarray(to_uint8(images[j : j + 1]))
+            files.append((img, lambda tmp, pil=pil: pil.save(tmp, format="PNG")))
+        item = {
+            "index": i,
+            "name": names[i],
+            "projection": str(proj.relative_to(store.folder)),
+            "image": str(img.relative_to(store.folder)),
+            "mse": float(mse[j]),
+        }
+        for key, values in extra_metrics.items():
+            assert len(values) == b, f"measure()['{key}'] has {len(values)} values for {b} items"
+            item[key] = float(values[j])
+        items.append(item)
+    return store.write_chunk(start, stop, files, items, {"rng": encode_generator(s.generator), "history": history})
 
 
 def _project_chunk(

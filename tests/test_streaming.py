@@ -1,0 +1,193 @@
+"""Memory-derived batch sizes (hrinv_nb.memory), the streamed output folder (hrinv_nb.stream) and the
+streamed, resumable projection (hrinv_nb.projector.project_stream)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import tiny_generator
+
+from hrinv_nb import memory
+from hrinv_nb.images import save_image
+from hrinv_nb.projector import load_projection, project_batch, project_stream
+from hrinv_nb.stream import (
+    ImageFiles,
+    ResumeMismatchError,
+    chunk_bounds,
+    encode_generator,
+    fingerprint,
+    load_image_npz,
+    open_store,
+    restore_generator,
+)
+
+GIB = memory.GIB
+
+
+class Stop(Exception):
+    """Raised by a test callback to interrupt a run."""
+
+
+# ----------------------------------------------------------------------------------------------
+# memory
+
+
+def test_default_batch_size_scales_with_free_memory_and_pixels():
+    assert memory.default_batch_size("projection", 256, free_bytes=10 * GIB, fraction=1.0) == 11  # 10 / 0.9
+    assert memory.default_batch_size("lso", 256, free_bytes=10 * GIB, fraction=1.0) == 12  # 10 / 0.8
+    # 1024²: 16x the pixels of 256² -> 14.4 GiB per projection; an 80-GiB GPU at 70 % holds 3
+    assert memory.default_batch_size("projection", 1024, free_bytes=80 * GIB) == 3
+    assert memory.default_batch_size("projection", (512, 128), free_bytes=10 * GIB, fraction=1.0) == 11
+    assert memory.default_batch_size("projection", 1024, free_bytes=1) == 1  # never below 1
+    assert memory.default_batch_size("projection", 32, free_bytes=GIB) == 49  # tiny images: large batches
+    with pytest.raises(ValueError, match="kind"):
+        memory.default_batch_size("training", 256, free_bytes=GIB)
+    with pytest.raises(ValueError, match="fraction"):
+        memory.default_batch_size("lso", 256, free_bytes=GIB, fraction=0.0)
+    with pytest.raises(ValueError, match="resolution"):
+        memory.per_item_bytes("lso", (0, 3))
+
+
+def test_free_memory_reads_the_device_and_meminfo(tmp_path):
+    assert memory.free_memory_bytes("cpu") > 0
+    assert memory.default_batch_size("render", 64, "cpu") >= 1
+    fake = tmp_path / "meminfo"
+    fake.write_text("MemTotal: 100 kB\nMemAvailable:    2048 kB\n")
+    assert memory._meminfo_available(str(fake)) == 2048 * 1024
+    assert memory._meminfo_available(str(tmp_path / "absent")) is None
+    assert memory.resolve_batch_size(5, "lso", 64) == 5
+    assert memory.resolve_batch_size(None, "lso", 64) >= 1
+    with pytest.raises(ValueError, match="positive"):
+        memory.resolve_batch_size(-2, "lso", 64)
+
+
+# ----------------------------------------------------------------------------------------------
+# the store
+
+
+def test_fingerprint_sees_values_tensors_and_modules():
+    a = torch.nn.Linear(2, 2)
+    b = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        b.weight.copy_(a.weight)
+        b.bias.copy_(a.bias)
+    assert fingerprint(a) == fingerprint(b)
+    b.extra = 3  # a plain public attribute (as a loss's λ table) counts
+    assert fingerprint(a) != fingerprint(b)
+    assert fingerprint(torch.ones(3)) != fingerprint(torch.ones(4))
+    assert fingerprint({"x": (1, 2.0)}) == {"x": [1, 2.0]}
+    json.dumps(fingerprint({"t": torch.zeros(2), "f": float("nan"), "fn": fingerprint}))
+
+
+def test_store_resumes_and_refuses_other_parameters(tmp_path):
+    params = {"steps": 3, "target": torch.arange(4.0)}
+    store = open_store(tmp_path, "demo", params, 5, None, lambda: 2)
+    assert store.batch_size == 2 and store.bounds == [(0, 2), (2, 4), (4, 5)] == chunk_bounds(5, 2)
+    path = store.item_path(0, "x.json")
+    store.write_chunk(0, 2, [(path, lambda tmp: open(tmp, "w").write("{}"))], [{"i": 0}, {"i": 1}], {"k": 1})
+    again = open_store(tmp_path, "demo", params, 5, None, lambda: 99)  # the manifest's batch size wins
+    assert again.batch_size == 2 and set(again.completed()) == {0} and again.completed()[0].extra == {"k": 1}
+    with pytest.raises(ResumeMismatchError, match="steps"):
+        open_store(tmp_path, "demo", {**params, "steps": 4}, 5, None, lambda: 2)
+    with pytest.raises(ResumeMismatchError, match="target"):
+        open_store(tmp_path, "demo", {**params, "target": torch.arange(4.0) + 1}, 5, None, lambda: 2)
+    with pytest.raises(ResumeMismatchError, match="batch_size"):
+        open_store(tmp_path, "demo", params, 5, 3, lambda: 2)
+    with pytest.raises(ResumeMismatchError, match="n_items"):
+        open_store(tmp_path, "demo", params, 6, None, lambda: 2)
+    with pytest.raises(ResumeMismatchError, match="kind"):
+        open_store(tmp_path, "other", params, 5, None, lambda: 2)
+    gen = torch.Generator().manual_seed(3)
+    state = encode_generator(gen)
+    first = torch.randn(4, generator=gen)
+    restore_generator(gen, state)
+    assert torch.equal(torch.randn(4, generator=gen), first)
+
+
+# ----------------------------------------------------------------------------------------------
+# streamed, resumable projection
+
+
+def _targets(n: int) -> torch.Tensor:
+    return (torch.rand([n, 3, 32, 32], generator=torch.Generator().manual_seed(7)) * 1.6 - 0.8).float()
+
+
+COMMON = dict(loss="mse", num_steps=3, w_avg_samples=300, progress=False, seed=5)
+
+
+@pytest.fixture(scope="module")
+def G():
+    return tiny_generator(noise_strength=0.3)
+
+
+def test_batch_size_at_least_b_is_the_one_batch_result(G):
+    targets = _targets(3)
+    whole = project_batch(G, targets, batch_size=3, **COMMON)
+    for result in (project_batch(G, targets, batch_size=50, **COMMON), project_batch(G, targets, **COMMON)):
+        assert torch.equal(result.w, whole.w) and torch.equal(result.images, whole.images)
+        assert result.history == whole.history
+    with pytest.raises(ValueError, match="disagree"):
+        project_batch(G, targets, batch_size=2, chunk_size=3, **COMMON)
+
+
+def test_stream_interrupted_and_resumed_equals_uninterrupted(G, tmp_path):
+    targets = _targets(5)
+    memory_run = project_batch(G, targets, batch_size=2, **COMMON)
+    full = project_stream(G, targets, tmp_path / "full", batch_size=2, **COMMON)
+    assert full.computed == [(0, 2), (2, 4), (4, 5)] and full.batch_size == 2
+    assert torch.equal(full.w, memory_run.w) and full.history == memory_run.history
+    for i in range(5):
+        assert torch.equal(full.image(i), memory_run.images[i : i + 1])
+        sample = full.sample(i)
+        assert all(torch.equal(sample.noise[k], memory_run.noise[k][i]) for k in memory_run.noise)
+
+    def interrupt(start: int, stop: int) -> None:
+        if start >= 2:
+            raise Stop
+
+    folder = tmp_path / "resumed"
+    with pytest.raises(Stop):
+        project_stream(G, targets, folder, batch_size=2, on_chunk=interrupt, **COMMON)
+    assert sorted(p.name for p in (folder / "chunks").iterdir()) == ["00000000-00000002.json", "00000002-00000004.json"]
+    seen: list[tuple[int, int]] = []
+    resumed = project_stream(G, targets, folder, on_chunk=lambda a, b: seen.append((a, b)), **COMMON)
+    assert seen == resumed.computed == [(4, 5)], "finished chunks are not recomputed"
+    assert torch.equal(resumed.w, full.w) and resumed.history == full.history
+    assert (folder / "metrics.jsonl").read_text() == (tmp_path / "full" / "metrics.jsonl").read_text()
+    for i in range(5):
+        assert torch.equal(resumed.image(i), full.image(i))
+        assert torch.equal(load_projection(folder / resumed.records[i]["projection"])[1]["b4.conv1.noise_const"],
+                           full.sample(i).noise["b4.conv1.noise_const"])  # fmt: skip
+    again = project_stream(G, targets, folder, **COMMON)  # all done: nothing runs
+    assert again.computed == [] and torch.equal(again.w, full.w)
+    with pytest.raises(ResumeMismatchError, match="num_steps"):
+        project_stream(G, targets, folder, **{**COMMON, "num_steps": 4})
+    with pytest.raises(ResumeMismatchError, match="targets"):
+        project_stream(G, targets.flip(0), folder, **COMMON)
+
+
+def test_stream_reads_image_files_a_chunk_at_a_time(G, tmp_path):
+    targets = _targets(3)
+    files = []
+    for i, name in enumerate(("1.png", "2.png", "10.png")):
+        files.append(save_image(targets[i : i + 1], tmp_path / name))
+    seen = []
+
+    def measure(images: torch.Tensor, tgt: torch.Tensor) -> dict[str, list[float]]:
+        seen.append(tgt.shape[0])
+        return {"l1": (images - tgt).abs().mean(dim=(1, 2, 3)).tolist()}
+
+    out = project_stream(
+        G, ImageFiles(files, 32, min_short_side=32), tmp_path / "out", batch_size=2, names=["1", "2", "10"], measure=measure,
+        image_format="png", **COMMON,
+    )  # fmt: skip
+    assert seen == [2, 1] and [r["name"] for r in out.records] == ["1", "2", "10"]
+    assert all("l1" in r and "mse" in r for r in out.records)
+    lines = (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["index"] for line in lines] == [0, 1, 2]
+    assert out.image(2).shape == (1, 3, 32, 32)
+    assert [t.shape[0] for t in out.iter_images(2)] == [2, 1]
+    with pytest.raises(Exception, match="image"):
+        load_image_npz(tmp_path / "out" / out.records[0]["projection"])
