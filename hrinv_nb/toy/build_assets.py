@@ -258,8 +258,7 @@ def build(
             records[name] = {"failed": f"{type(err).__name__}: {err}"}
             continue
         record = {**record, "device": _device_name(device), "wall_seconds": round(time.perf_counter() - t0, 1)}
-        if name not in NETWORK_ASSETS:
-            _write_record(out_dir, name, record)
+        _write_record(out_dir, name, record)  # a network trainer's own record, with the command added
         records[name] = record
         print(f"{name}: done in {record['wall_seconds']} s", flush=True)
     return records
