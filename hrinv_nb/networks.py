@@ -98,8 +98,12 @@ class Conv2dLayer(nn.Module):
             self.register_buffer("bias", b)
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-        w = self.weight * self.weight_gain
-        b = self.bias.to(x.dtype) if self.bias is not None else None
+        # The activation gain is folded into the (tiny) weight and bias, the bias is added by the
+        # convolution, and the activation and clamp run in place on its output (act(g·z) = g·act(z), g > 0).
+        act_gain = self.act_gain * gain
+        assert act_gain > 0, f"gain must be positive, got {gain}"
+        w = self.weight * (self.weight_gain * act_gain)
+        b = (self.bias * act_gain).to(x.dtype) if self.bias is not None else None
         x = conv2d_resample(
             x,
             w.to(x.dtype),
@@ -108,9 +112,10 @@ class Conv2dLayer(nn.Module):
             down=self.down,
             padding=self.padding,
             flip_weight=(self.up == 1),
+            bias=b,
         )
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return bias_act(x, None, act=self.activation, gain=1.0, clamp=clamp, inplace=True)
 
 
 class MappingNetwork(nn.Module):
@@ -202,7 +207,7 @@ class SynthesisLayer(nn.Module):
         x: torch.Tensor,
         w: torch.Tensor,
         noise_mode: str = "random",
-        fused_modconv: bool = True,
+        fused_modconv: bool | None = True,
         gain: float = 1.0,
     ) -> torch.Tensor:
         assert noise_mode in NOISE_MODES, f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}"
@@ -227,7 +232,8 @@ class SynthesisLayer(nn.Module):
             fused_modconv=fused_modconv,
         )
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        # x is modulated_conv2d's fresh output, saved by no autograd node: the activation overwrites it
+        return bias_act(x, self.bias, act=self.activation, gain=self.act_gain * gain, clamp=clamp, inplace=True)
 
 
 class ToRGBLayer(nn.Module):
@@ -244,7 +250,7 @@ class ToRGBLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool | None = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
         return bias_act(x, self.bias, clamp=self.conv_clamp)
@@ -311,13 +317,10 @@ class SynthesisBlock(nn.Module):
         w_iter = iter(ws.unbind(dim=1))
         use_fp16 = self.use_fp16 and self.allow_fp16 and not force_fp32 and ws.device.type == "cuda"
         dtype = torch.float16 if use_fp16 else torch.float32
-        if fused_modconv is None:
-            # NVIDIA's rule, except that under autograd the (equivalent, faster) non-fused path runs.
-            fused_modconv = (
-                (not self.training)
-                and (not torch.is_grad_enabled())
-                and (dtype == torch.float32 or int(ws.shape[0]) == 1)
-            )
+        if fused_modconv is None and (self.training or not torch.is_grad_enabled()):
+            # NVIDIA's rule without autograd; under autograd in eval mode fused_modconv stays None: each
+            # layer takes the cheaper of the two equivalent paths (ops.prefer_fused); in training, non-fused.
+            fused_modconv = (not self.training) and (dtype == torch.float32 or int(ws.shape[0]) == 1)
         if self.in_channels == 0:
             # A given x (Style-INR canvas: the const widened) replaces the learned 4x4 const.
             x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1]) if x is None else x.to(dtype)

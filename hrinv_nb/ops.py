@@ -63,14 +63,15 @@ def upfirdn2d(
         x = x.reshape(n, c, h, 1, w, 1)
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
         x = x.reshape(n, c, h * up, w * up)
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
+    conv_pad = (0, 0)
+    if px0 == px1 >= 0 and py0 == py1 >= 0:  # symmetric: the convolution pads (no padded copy of x)
+        conv_pad = (py0, px0)
+    else:
+        x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+        x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
     f = (f * (gain ** (f.ndim / 2))).to(x.dtype).flip(list(range(f.ndim)))
     weight = f[None, None].repeat(c, 1, 1, 1)
-    x = F.conv2d(x, weight, groups=c)
-    if down > 1:
-        x = x[:, :, ::down, ::down]
-    return x
+    return F.conv2d(x, weight, stride=down, padding=conv_pad, groups=c)  # stride: only kept pixels are filtered
 
 
 def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2, gain: float = 1.0) -> torch.Tensor:
@@ -87,36 +88,119 @@ def downsample2d(x: torch.Tensor, f: torch.Tensor, down: int = 2, gain: float = 
     return upfirdn2d(x, f, down=down, padding=p, gain=gain)
 
 
+class _BiasAct(torch.autograd.Function):
+    """``clamp(act(x + b) * gain)`` in one allocation; backward from the saved output alone.
+
+    The forward computes ``gain*x + gain*b`` (one pass), then the activation and the clamp in place
+    (lrelu and relu commute with a positive gain). The backward masks with the output: the slope where
+    ``y <= 0`` and zero where ``|y| >= clamp`` (aten's ``leaky_relu_backward`` / ``hardtanh_backward``,
+    which are themselves differentiable, so double backward, e.g. an R1 penalty, works).
+    """
+
+    @staticmethod
+    def forward(ctx, x, b, slope, gain, clamp, inplace):  # type: ignore[override]
+        if inplace:
+            if b is not None:
+                y = torch.add(b.reshape([1, -1] + [1] * (x.ndim - 2)).to(x.dtype) * gain, x, alpha=gain, out=x)
+            else:
+                y = x if gain == 1.0 else x.mul_(gain)
+            ctx.mark_dirty(x)
+        elif b is not None:
+            y = torch.add(b.reshape([1, -1] + [1] * (x.ndim - 2)).to(x.dtype) * gain, x, alpha=gain)
+        else:
+            y = x * gain
+        if slope != 1.0:
+            F.leaky_relu_(y, slope)
+        if clamp is not None:
+            y.clamp_(-clamp, clamp)
+        ctx.slope, ctx.gain, ctx.clamp = slope, gain, clamp
+        ctx.b_shape = None if b is None else b.shape
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (y,) = ctx.saved_tensors
+        g = grad
+        if ctx.clamp is not None:
+            g = torch.ops.aten.hardtanh_backward(g, y, -ctx.clamp, ctx.clamp)
+        if ctx.slope != 1.0:
+            g = torch.ops.aten.leaky_relu_backward(g, y, ctx.slope, True)
+        if ctx.gain != 1.0:
+            g = g * ctx.gain
+        gx = g if ctx.needs_input_grad[0] else None
+        gb = None
+        if ctx.b_shape is not None and ctx.needs_input_grad[1]:
+            gb = g.sum(dim=[d for d in range(g.ndim) if d != 1]).reshape(ctx.b_shape)
+        return gx, gb, None, None, None, None
+
+
+_SLOPES = {"linear": (1.0, 1.0), "lrelu": (0.2, SQRT2), "relu": (0.0, SQRT2)}  # act -> (slope, default gain)
+
+
 def bias_act(
     x: torch.Tensor,
     b: torch.Tensor | None = None,
     act: str = "linear",
     gain: float | None = None,
     clamp: float | None = None,
+    inplace: bool = False,
 ) -> torch.Tensor:
-    """Add a per-channel bias, apply ``linear`` or ``lrelu`` (slope 0.2), scale by ``gain``, clamp.
+    """Add a per-channel bias, apply ``linear``, ``lrelu`` (slope 0.2) or ``relu``, scale by ``gain``, clamp.
 
-    The default gain is 1 for ``linear`` and sqrt(2) for ``lrelu``; ``clamp`` bounds |x|.
+    The default gain is 1 for ``linear`` and sqrt(2) for ``lrelu``/``relu``; ``clamp`` bounds |x|.
+    One fused autograd function (a single output tensor, the only one saved for backward).
+    ``inplace=True`` overwrites ``x`` (only for a fresh tensor that no autograd node saved, e.g. a conv output).
     """
+    if act not in _SLOPES:
+        raise ValueError(f"unsupported activation {act!r}; expected 'linear', 'lrelu' or 'relu'")
     if b is not None:
         assert b.ndim == 1 and b.shape[0] == x.shape[1], f"bias {tuple(b.shape)} vs x {tuple(x.shape)}"
+    slope, default_gain = _SLOPES[act]
+    g = default_gain if gain is None else float(gain)
+    c = float(clamp) if clamp is not None and clamp >= 0 else None
+    if g <= 0:  # the fused forward relies on act(g*z) = g*act(z), true for g > 0 only
+        return bias_act_reference(x, b, act, gain, clamp)
+    if inplace and b is None and slope == 1.0 and g == 1.0 and c is None:
+        return x  # nothing to do
+    return _BiasAct.apply(x, b, slope, g, c, inplace)
+
+
+def bias_act_reference(
+    x: torch.Tensor,
+    b: torch.Tensor | None = None,
+    act: str = "linear",
+    gain: float | None = None,
+    clamp: float | None = None,
+) -> torch.Tensor:
+    """:func:`bias_act` as a chain of plain torch ops (NVIDIA's reference order), for tests and gain <= 0."""
+    if b is not None:
         x = x + b.reshape([1, -1] + [1] * (x.ndim - 2)).to(x.dtype)
-    if act == "lrelu":
-        x = F.leaky_relu(x, 0.2)
-        default_gain = SQRT2
-    elif act == "linear":
-        default_gain = 1.0
-    elif act == "relu":
-        x = F.relu(x)
-        default_gain = SQRT2
-    else:
+    if act not in _SLOPES:
         raise ValueError(f"unsupported activation {act!r}; expected 'linear', 'lrelu' or 'relu'")
+    slope, default_gain = _SLOPES[act]
+    if slope != 1.0:
+        x = F.leaky_relu(x, slope)
     g = default_gain if gain is None else float(gain)
     if g != 1:
         x = x * g
     if clamp is not None and clamp >= 0:
         x = x.clamp(-clamp, clamp)
     return x
+
+
+def prefer_fused(in_channels: int, out_channels: int, kernel_size: int, batch: int) -> bool:
+    """Whether the fused (modulated-weight) convolution is the cheaper one under autograd, on batch ``batch``.
+
+    Batch 1 only (larger batches need a grouped convolution). The fused path pays a weight-gradient
+    convolution, O·I·k² multiply-adds per pixel; the non-fused one two extra passes over the activations
+    (the style and demodulation products) and their reductions in backward. The weight gradient is the
+    cheaper of the two for narrow layers (the high-resolution ones of a 1024² generator, and every toRGB).
+    """
+    return batch == 1 and in_channels * out_channels * kernel_size * kernel_size <= FUSED_MAX_WEIGHT
+
+
+FUSED_MAX_WEIGHT = 128 * 64 * 9  # O·I·k² up to which the fused path wins on a CPU (benchmarks/bench_networks.py)
 
 
 def _conv(
@@ -127,13 +211,14 @@ def _conv(
     groups: int = 1,
     transpose: bool = False,
     flip_weight: bool = True,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Plain (transposed) convolution; ``flip_weight=False`` flips the kernel (true convolution)."""
     if not flip_weight:
         w = w.flip([2, 3])
     if transpose:
-        return F.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
-    return F.conv2d(x, w, stride=stride, padding=padding, groups=groups)
+        return F.conv_transpose2d(x, w, bias, stride=stride, padding=padding, groups=groups)
+    return F.conv2d(x, w, bias, stride=stride, padding=padding, groups=groups)
 
 
 def conv2d_resample(
@@ -145,8 +230,12 @@ def conv2d_resample(
     padding: int = 0,
     groups: int = 1,
     flip_weight: bool = True,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """2-D convolution with optional FIR up/down-sampling, NVIDIA ``conv2d_resample`` semantics."""
+    """2-D convolution with optional FIR up/down-sampling, NVIDIA ``conv2d_resample`` semantics.
+
+    ``bias`` (per output channel) is added by the last convolution where it comes last, else at the end.
+    """
     assert x.ndim == 4 and w.ndim == 4, f"x {tuple(x.shape)}, w {tuple(w.shape)}"
     assert up == 1 or down == 1, "up- and down-sampling at once is not used by StyleGAN2"
     out_ch, in_ch_per_group, kh, kw = w.shape
@@ -165,13 +254,16 @@ def conv2d_resample(
 
     if kw == 1 and kh == 1 and down > 1:
         x = upfirdn2d(x, f, down=down, padding=(px0, px1, py0, py1))
-        return _conv(x, w, groups=groups, flip_weight=flip_weight)
+        return _conv(x, w, groups=groups, flip_weight=flip_weight, bias=bias)
+    if up > 1 and bias is not None:
+        x = conv2d_resample(x, w, f, up, down, padding, groups, flip_weight)
+        return x + bias.reshape(1, -1, 1, 1).to(x.dtype)
     if kw == 1 and kh == 1 and up > 1:
         x = _conv(x, w, groups=groups, flip_weight=flip_weight)
         return upfirdn2d(x, f, up=up, padding=(px0, px1, py0, py1), gain=up * up)
     if down > 1:
         x = upfirdn2d(x, f, padding=(px0, px1, py0, py1))
-        return _conv(x, w, stride=down, groups=groups, flip_weight=flip_weight)
+        return _conv(x, w, stride=down, groups=groups, flip_weight=flip_weight, bias=bias)
     if up > 1:
         if groups == 1:
             w = w.transpose(0, 1)
@@ -187,9 +279,9 @@ def conv2d_resample(
         x = _conv(x, w, stride=up, padding=(pyt, pxt), groups=groups, transpose=True, flip_weight=not flip_weight)
         return upfirdn2d(x, f, padding=(px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt), gain=up * up)
     if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
-        return _conv(x, w, padding=(py0, px0), groups=groups, flip_weight=flip_weight)
+        return _conv(x, w, padding=(py0, px0), groups=groups, flip_weight=flip_weight, bias=bias)
     x = upfirdn2d(x, None, padding=(px0, px1, py0, py1))
-    return _conv(x, w, groups=groups, flip_weight=flip_weight)
+    return _conv(x, w, groups=groups, flip_weight=flip_weight, bias=bias)
 
 
 def modulated_conv2d(
@@ -202,17 +294,20 @@ def modulated_conv2d(
     resample_filter: torch.Tensor | None = None,
     demodulate: bool = True,
     flip_weight: bool = True,
-    fused_modconv: bool = True,
+    fused_modconv: bool | None = True,
 ) -> torch.Tensor:
     """StyleGAN2 modulated convolution: scale input channels by ``styles``, demodulate, add noise.
 
     ``x`` [N,I,H,W], ``weight`` [O,I,k,k], ``styles`` [N,I]; ``noise`` broadcasts to [N,O,H',W'].
-    The fused path runs one grouped convolution for the whole batch.
+    The fused path runs one grouped convolution for the whole batch; ``fused_modconv=None`` takes the
+    path that :func:`prefer_fused` expects to be cheaper (the two agree to float32 rounding).
     """
     n = x.shape[0]
     out_ch, in_ch, kh, kw = weight.shape
     assert x.ndim == 4 and x.shape[1] == in_ch, f"x {tuple(x.shape)} vs weight {tuple(weight.shape)}"
     assert styles.shape == (n, in_ch), f"styles {tuple(styles.shape)}, expected {(n, in_ch)}"
+    if fused_modconv is None:
+        fused_modconv = prefer_fused(in_ch, out_ch, kh, n)
 
     if x.dtype == torch.float16 and demodulate:  # pre-normalise to avoid fp16 overflow (NVIDIA)
         weight = weight * (1 / math.sqrt(in_ch * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
