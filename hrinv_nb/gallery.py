@@ -16,18 +16,24 @@ content code and a :class:`StyleGallery`.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .blending import Gamma, mix
 from .errors import HrinvError
 from .losses import PerceptualLoss
-from .lso import LSOResult, lso, split_result
+from .lso import LSOResult, concat_results, lso, split_result
+from .memory import default_batch_size, resolve_batch_size
 from .networks import Generator
 from .projector import project
+from .stream import StreamFileError, iter_chunks, npz_writer, open_store
 
 
 @dataclass
@@ -137,28 +143,6 @@ def lso_initial_variables(n: int, w_dim: int, lso_kwargs: dict) -> torch.Tensor:
     return float(kw["init_scale"]) * torch.randn(shape, generator=torch.Generator().manual_seed(int(kw["seed"])))
 
 
-def _concat_lso(results: list[LSOResult]) -> LSOResult:
-    """One :class:`LSOResult` from the results of consecutive batches (distances as lists, history summed)."""
-    first = results[0]
-    history = {
-        k: ([sum(r.history[k][t] for r in results) for t in range(len(v))] if k != "lr" else list(v))
-        for k, v in first.history.items()
-    }
-    distances = {
-        k: [x for r in results for x in (r.distances[k] if isinstance(r.distances[k], list) else [r.distances[k]])]
-        for k in first.distances
-    }
-    return LSOResult(
-        w=torch.cat([r.w for r in results]),
-        image=torch.cat([r.image for r in results]),
-        mixed_image=torch.cat([r.mixed_image for r in results]),
-        offset=torch.cat([r.offset for r in results]),
-        rows=first.rows,
-        history=history,
-        distances=distances,
-    )
-
-
 def stylize_pairs(
     G_s: Generator,
     G_t: Generator,
@@ -172,21 +156,31 @@ def stylize_pairs(
     swap_res: int | None = None,
     run_lso: bool | None = None,
     lso_kwargs: dict | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     lso_batch_size: int | None = None,
     progress: bool = True,
-) -> Stylized:
+    out_dir: str | os.PathLike | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> Stylized | StreamedStylized:
     """Stylise contents ``w_s`` [N, num_ws, w_dim] (codes in G_s) with styles ``w_t`` [S, num_ws, w_dim] (in G_t).
 
     ``method``: ``layer_swap`` | ``swap_g_and_w`` | ``lerp`` | ``lerp_lso`` (Fig. 2), mixed by
     :func:`hrinv_nb.blending.mix` with ``gamma`` / ``swap_res``; ``pairs`` = (content index, style
     index) [P] each (default: all N·S, :func:`pair_indices`). Without LSO the mixed codes are rendered
     ``batch_size`` at a time. ``lerp_lso`` (or ``run_lso=True`` after any method, as Fig. 7 does) runs
-    :func:`hrinv_nb.lso` towards ``contents`` [N, 3, H, W] on ``lso_batch_size`` (default
-    ``batch_size``) pairs at a time, with ``lso_kwargs``. The initial variables of all P problems are
-    drawn at once (:func:`lso_initial_variables`), so a pair's result does not depend on the batching:
-    with batches of all P it is exactly one ``lso`` call; smaller batches agree up to float summation
-    order. (ε, with ``latent_noise_std`` > 0, is drawn per batch and so depends on the batching.)
+    :func:`hrinv_nb.lso` towards ``contents`` [N, 3, H, W] on ``lso_batch_size`` pairs at a time, with
+    ``lso_kwargs``. Batch sizes ``None`` (or 0): what fits the device's free memory
+    (:func:`hrinv_nb.memory.default_batch_size`, kinds ``render`` and ``lso``). The initial variables of
+    all P problems are drawn at once (:func:`lso_initial_variables`), so a pair's result does not depend
+    on the batching: with batches of all P it is exactly one ``lso`` call; smaller batches agree up to
+    float summation order. (ε, with ``latent_noise_std`` > 0, is drawn per batch and so depends on the batching.)
+
+    ``out_dir``: stream instead of keeping the images: every batch's pairs are written to that folder as
+    they are done (``items/<p>_pair.npz``: ``image``, ``mixed``, ``w``, ``w_mixed``; a metrics line per
+    pair with its indices and LSO distances), and a rerun with the same folder and parameters skips the
+    finished batches (:func:`hrinv_nb.stream.open_store`; other parameters raise
+    :class:`hrinv_nb.stream.ResumeMismatchError`). Returns a :class:`StreamedStylized` then;
+    ``on_chunk(start, stop)`` is called after each batch computed.
     """
     num_ws, w_dim = G_s.num_ws, G_s.w_dim
     assert w_s.ndim == 3 and w_s.shape[1:] == (num_ws, w_dim), (
@@ -198,9 +192,9 @@ def stylize_pairs(
     run_lso = (method == "lerp_lso") if run_lso is None else bool(run_lso)
     if method == "lerp_lso" and not run_lso:
         raise HrinvError("lerp_lso is lerp followed by LSO: use method='lerp' for the mix alone")
-    lso_step = batch_size if lso_batch_size is None else lso_batch_size
-    if batch_size < 1 or lso_step < 1:
-        raise HrinvError(f"batch sizes must be >= 1, got {batch_size} and {lso_step}")
+    for name, value in (("batch_size", batch_size), ("lso_batch_size", lso_batch_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise HrinvError(f"{name} must be a positive integer (or None/0 for the memory default), got {value!r}")
     ci, si = pairs if pairs is not None else pair_indices(w_s.shape[0], w_t.shape[0])
     ci, si = torch.as_tensor(ci).long().reshape(-1).cpu(), torch.as_tensor(si).long().reshape(-1).cpu()
     if ci.numel() == 0 or ci.shape != si.shape:
@@ -215,28 +209,53 @@ def stylize_pairs(
         assert contents.ndim == 4 and contents.shape[0] == w_s.shape[0] and contents.shape[1] == 3, (
             f"contents must be [{w_s.shape[0]},3,H,W], got {tuple(contents.shape)}"
         )
+    device = w_s.device
+    resolution = (G_s.img_resolution, G_s.img_resolution) if contents is None else tuple(contents.shape[-2:])
+    kind = "lso" if run_lso else "render"
+    explicit = (lso_batch_size or batch_size) if run_lso else batch_size
     m = mix(method, G_s, G_t, w_s[ci], w_t.to(w_s)[si], gamma=gamma, swap_res=swap_res)
     n = m.w_m.shape[0]
+    kw = dict(lso_kwargs or {})
+    init = None
+    if run_lso:
+        if kw.pop("optimize_noise", False):
+            raise HrinvError("optimize_noise changes the noise maps that all pairs share: run hrinv_nb.lso on one pair")
+        if "batch_size" in kw:
+            raise HrinvError("give the LSO batch size as lso_batch_size, not in lso_kwargs")
+        kw.pop("progress", None)  # the bar is over the batches
+        init = kw.pop("init", None)
+        init = lso_initial_variables(n, w_dim, kw) if init is None else init
+        assert init.shape[0] == n, f"init must hold one variable per pair ({n}), got {tuple(init.shape)}"
+
+    def run(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor, LSOResult | None]:
+        """Pairs ``start .. stop-1``: (images, w, LSO result or None)."""
+        idx = slice(start, stop)
+        if not run_lso:
+            with torch.no_grad():
+                return m.G_m.synthesis(m.w_m[idx], noise_mode="const"), m.w_m[idx], None
+        res = lso(m.G_m, m.w_m[idx], contents[ci[idx]], init=init[idx], progress=False, batch_size=stop - start, **kw)
+        return res.image, res.w, res
+
+    if out_dir is not None:
+        params = {
+            "G_s": G_s, "G_t": G_t, "w_s": w_s, "w_t": w_t, "method": method, "content_index": ci,
+            "style_index": si, "contents": contents if run_lso else None, "gamma": gamma, "swap_res": swap_res,
+            "run_lso": run_lso, "lso_kwargs": kw, "init": init, "device": str(device),
+        }  # fmt: skip
+        return _stream_pairs(
+            out_dir, params, n, explicit or None, lambda: default_batch_size(kind, resolution, device),
+            run, m, ci, si, progress, on_chunk,
+        )  # fmt: skip
+    step = resolve_batch_size(explicit or None, kind, resolution, device)
     if not run_lso:
-        with torch.no_grad():
-            mixed = torch.cat(
-                [m.G_m.synthesis(m.w_m[i : i + batch_size], noise_mode="const") for i in range(0, n, batch_size)]
-            )
+        mixed = torch.cat([run(i, min(i + step, n))[0] for i in range(0, n, step)])
         return Stylized(
             images=mixed, mixed=mixed, w=m.w_m, w_mixed=m.w_m, content_index=ci, style_index=si, schedule=m.gamma
         )
-    kw = dict(lso_kwargs or {})
-    if kw.pop("optimize_noise", False):
-        raise HrinvError("optimize_noise changes the noise maps that all pairs share: run hrinv_nb.lso on one pair")
-    kw.pop("progress", None)  # the bar is over the batches
-    init = kw.pop("init", None)
-    init = lso_initial_variables(n, w_dim, kw) if init is None else init
-    assert init.shape[0] == n, f"init must hold one variable per pair ({n}), got {tuple(init.shape)}"
     results = []
-    for i in tqdm(range(0, n, lso_step), disable=not progress, desc="LSO batches", leave=False):
-        idx = slice(i, i + lso_step)
-        results.append(lso(m.G_m, m.w_m[idx], contents[ci[idx]], init=init[idx], progress=False, **kw))
-    res = _concat_lso(results)
+    for i in tqdm(range(0, n, step), disable=not progress, desc="LSO batches", leave=False):
+        results.append(run(i, min(i + step, n))[2])
+    res = concat_results(results)
     return Stylized(
         images=res.image,
         mixed=res.mixed_image,
@@ -247,6 +266,112 @@ def stylize_pairs(
         schedule=m.gamma,
         lso=res,
     )
+
+
+@dataclass
+class StreamedStylized:
+    """Stylised pairs streamed to ``folder`` by :func:`stylize_pairs` (``out_dir``): the indices, the
+    schedule and per-pair ``records`` in memory; images and codes read from disk (:meth:`pair`,
+    :meth:`iter_images`, :meth:`load_w`). ``computed``: the batches this call ran (not the resumed ones)."""
+
+    folder: Path
+    content_index: torch.Tensor
+    style_index: torch.Tensor
+    schedule: dict[int, float]
+    records: list[dict[str, Any]]
+    batch_size: int
+    computed: list[tuple[int, int]]
+
+    def __len__(self) -> int:
+        return int(self.content_index.numel())
+
+    def pair(self, index: int) -> dict[str, torch.Tensor]:
+        """Pair ``index``'s ``image``, ``mixed`` ([1, 3, H, W]), ``w`` and ``w_mixed`` ([1, num_ws, w_dim])."""
+        return load_pair(self.folder / self.records[index]["file"])
+
+    def iter_images(self, batch: int = 16, key: str = "image") -> Iterator[torch.Tensor]:
+        """``key`` (``image`` or ``mixed``) of every pair in order, ``batch`` at a time ([b, 3, H, W] each)."""
+        assert key in ("image", "mixed"), key
+        for start in range(0, len(self), batch):
+            yield torch.cat([self.pair(i)[key] for i in range(start, min(start + batch, len(self)))])
+
+    def load_w(self, key: str = "w") -> torch.Tensor:
+        """``w`` or ``w_mixed`` of every pair [P, num_ws, w_dim]."""
+        assert key in ("w", "w_mixed"), key
+        return torch.cat([self.pair(i)[key] for i in range(len(self))])
+
+
+_PAIR_KEYS = ("image", "mixed", "w", "w_mixed")
+
+
+def load_pair(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A streamed pair file (``image``, ``mixed``, ``w``, ``w_mixed`` float arrays), read without pickle."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: torch.from_numpy(np.array(data[k])) for k in _PAIR_KEYS}
+    except (OSError, KeyError, ValueError) as err:
+        raise StreamFileError(f"{path}: not a streamed pair .npz ({err})") from err
+    for key, value in arrays.items():
+        if value.ndim not in (3, 4) or value.shape[0] != 1 or not value.is_floating_point():
+            raise StreamFileError(
+                f"{path}: {key} must be a float [1, ...] array, got {value.dtype} {tuple(value.shape)}"
+            )
+    return arrays
+
+
+def _stream_pairs(
+    out_dir: str | os.PathLike,
+    params: dict[str, Any],
+    n: int,
+    batch_size: int | None,
+    default: Callable[[], int],
+    run: Callable[[int, int], tuple[torch.Tensor, torch.Tensor, LSOResult | None]],
+    m: Any,
+    ci: torch.Tensor,
+    si: torch.Tensor,
+    progress: bool,
+    on_chunk: Callable[[int, int], None] | None,
+) -> StreamedStylized:
+    """Run the batches of :func:`stylize_pairs` that ``out_dir`` does not hold yet, writing each as it is done."""
+    store = open_store(out_dir, "stylize_pairs", params, n, batch_size, default)
+    computed = []
+    chunks = list(iter_chunks(store))
+    for start, stop, record in tqdm(chunks, disable=not progress, desc="stylise batches", leave=False):
+        if record is not None:
+            continue
+        images, w, res = run(start, stop)
+        if res is not None:
+            mixed = res.mixed_image
+        else:
+            mixed = images
+        files, items = [], []
+        for j in range(stop - start):
+            p = start + j
+            path = store.item_path(p, "pair.npz")
+            arrays = {
+                "image": images[j : j + 1].float(),
+                "mixed": mixed[j : j + 1].float(),
+                "w": w[j : j + 1].float(),
+                "w_mixed": m.w_m[p : p + 1].float(),
+            }
+            files.append((path, npz_writer(arrays)))
+            item: dict[str, Any] = {
+                "index": p,
+                "content": int(ci[p]),
+                "style": int(si[p]),
+                "file": str(path.relative_to(store.folder)),
+            }
+            if res is not None:
+                item["offset_norm"] = float(res.offset[j].flatten().norm())
+                for key, values in res.distances.items():
+                    item[key] = float(values[j] if isinstance(values, list) else values)
+            items.append(item)
+        store.write_chunk(start, stop, files, items)
+        computed.append((start, stop))
+        if on_chunk is not None:
+            on_chunk(start, stop)
+    store.finish()
+    return StreamedStylized(store.folder, ci, si, m.gamma, store.records(), store.batch_size, computed)
 
 
 def stylize(
@@ -260,13 +385,14 @@ def stylize(
     swap_res: int | None = None,
     content: torch.Tensor | None = None,
     lso_kwargs: dict | None = None,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     progress: bool = True,
     judge: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
-    lso_batch_size: int = 1,
+    lso_batch_size: int | None = None,
 ) -> Stylized:
     """Stylise one content code ``w_s`` [1, num_ws, w_dim] against every gallery entry: :func:`stylize_pairs`
-    with N = 1 and ``content`` [1, 3, H, W] as the LSO target; ``judge(a, b)`` fills the LSO distances."""
+    with N = 1 and ``content`` [1, 3, H, W] as the LSO target; ``judge(a, b)`` fills the LSO distances.
+    Batch sizes ``None``: the memory defaults of :func:`stylize_pairs`."""
     assert w_s.ndim == 3 and w_s.shape[0] == 1, f"w_s must be one code [1,num_ws,w_dim], got {tuple(w_s.shape)}"
     kw = {**(lso_kwargs or {}), **({"judge": judge} if judge is not None else {})}
     return stylize_pairs(

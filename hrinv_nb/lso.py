@@ -32,6 +32,7 @@ from . import optim_checks
 from .errors import HrinvError
 from .images import to_uint8
 from .losses import PerceptualLoss, perceptual_loss
+from .memory import resolve_batch_size
 from .networks import Generator
 from .projector import generator_noise_buffers, latent_noise_sigma, learning_rate, normalize_noise_
 
@@ -95,6 +96,28 @@ def split_result(res: LSOResult) -> list[LSOResult]:
     return out
 
 
+def concat_results(results: Sequence[LSOResult]) -> LSOResult:
+    """One :class:`LSOResult` from the results of consecutive batches (distances as lists, history summed)."""
+    first = results[0]
+    history = {
+        k: ([sum(r.history[k][t] for r in results) for t in range(len(v))] if k != "lr" else list(v))
+        for k, v in first.history.items()
+    }
+    distances = {
+        k: [x for r in results for x in (r.distances[k] if isinstance(r.distances[k], list) else [r.distances[k]])]
+        for k in first.distances
+    }
+    return LSOResult(
+        w=torch.cat([r.w for r in results]),
+        image=torch.cat([r.image for r in results]),
+        mixed_image=torch.cat([r.mixed_image for r in results]),
+        offset=torch.cat([r.offset for r in results]),
+        rows=first.rows,
+        history=history,
+        distances=distances,
+    )
+
+
 def lso(
     G_m: Generator,
     w_m: torch.Tensor,
@@ -115,6 +138,7 @@ def lso(
     init: torch.Tensor | None = None,
     judge: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
     callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    batch_size: int | None = None,
 ) -> LSOResult:
     """Run LSO on the mixed generator ``G_m`` and code ``w_m`` [B, num_ws, w_dim] towards ``content`` [B or 1, 3, H, W].
 
@@ -126,6 +150,10 @@ def lso(
     B > 1 runs B independent problems (the sum of their losses; ``seed`` draws all B initial
     offsets and ε at once); ``optimize_noise`` needs B = 1 (noise maps are shared by the batch).
     ``init`` replaces the random initial variable ([B, |rows|, w_dim], or [B, K] with directions).
+    ``batch_size``: at most this many problems at once (``None`` or 0: what fits the device's free
+    memory, :func:`hrinv_nb.memory.default_batch_size`); the initial variables of all B are drawn first,
+    so any batch size ``>= B`` is the one-batch result bit for bit, smaller ones agree up to float
+    summation order (ε, drawn batch after batch from the same generator, differs with the batching).
     Raises :class:`~hrinv_nb.errors.HrinvError` for a bad argument or image, and
     :class:`~hrinv_nb.optim_checks.NonFiniteLossError` at the first non-finite loss.
     """
@@ -156,9 +184,7 @@ def lso(
         loss = perceptual_loss("d_h", device=str(device))
     elif isinstance(loss, str):
         loss = perceptual_loss(loss, device=str(device))
-    loss.set_target(content)
 
-    G = copy.deepcopy(G_m).eval().requires_grad_(False) if optimize_noise else G_m
     gen = torch.Generator().manual_seed(seed)
     if directions is not None:
         assert directions.ndim == 2 and directions.shape[1] == w_dim, f"directions must be [K,{w_dim}]"
@@ -169,6 +195,47 @@ def lso(
     if init is not None:
         assert init.shape == var.shape, f"init must be {tuple(var.shape)}, got {tuple(init.shape)}"
         var = init.detach().clone().to(device, torch.float32)
+    size = resolve_batch_size(batch_size, "lso", tuple(content.shape[-2:]), device)
+    kw = dict(
+        rows=rows, num_steps=num_steps, reg_weight=reg_weight, loss=loss, directions=directions, progress=progress,
+        lr=lr, reg_mode=reg_mode, optimize_noise=optimize_noise, latent_noise_std=latent_noise_std, judge=judge,
+        callback=callback,
+    )  # fmt: skip
+    if size >= batch:
+        return _lso_batch(G_m, w_m, content, var, gen, **kw)
+    parts = []
+    for start in range(0, batch, size):
+        idx = slice(start, start + size)
+        part_content = content[idx] if content.shape[0] > 1 else content
+        parts.append(_lso_batch(G_m, w_m[idx], part_content, var[idx], gen, **kw))
+    return concat_results(parts)
+
+
+def _lso_batch(
+    G_m: Generator,
+    w_m: torch.Tensor,
+    content: torch.Tensor,
+    var: torch.Tensor,
+    gen: torch.Generator,
+    *,
+    rows: tuple[int, ...],
+    num_steps: int,
+    reg_weight: float,
+    loss: PerceptualLoss,
+    directions: torch.Tensor | None,
+    progress: bool,
+    lr: float,
+    reg_mode: str,
+    optimize_noise: bool,
+    latent_noise_std: float,
+    judge: Callable[[torch.Tensor, torch.Tensor], float] | None,
+    callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None,
+) -> LSOResult:
+    """One batch of :func:`lso` from the initial variables ``var``; ε (and noise maps) continue ``gen``."""
+    w_dim, batch, device = G_m.w_dim, w_m.shape[0], w_m.device
+    loss.set_target(content)
+    G = copy.deepcopy(G_m).eval().requires_grad_(False) if optimize_noise else G_m
+    var = var.detach().clone()
     var.requires_grad_(True)
     params = [var]
     noise = {}

@@ -4,13 +4,16 @@ streamed, resumable projection (hrinv_nb.projector.project_stream)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import tiny_generator
 
 from hrinv_nb import memory
+from hrinv_nb.gallery import StreamedStylized, stylize_pairs
 from hrinv_nb.images import save_image
+from hrinv_nb.lso import lso
 from hrinv_nb.projector import load_projection, project_batch, project_stream
 from hrinv_nb.stream import (
     ImageFiles,
@@ -86,7 +89,7 @@ def test_store_resumes_and_refuses_other_parameters(tmp_path):
     store = open_store(tmp_path, "demo", params, 5, None, lambda: 2)
     assert store.batch_size == 2 and store.bounds == [(0, 2), (2, 4), (4, 5)] == chunk_bounds(5, 2)
     path = store.item_path(0, "x.json")
-    store.write_chunk(0, 2, [(path, lambda tmp: open(tmp, "w").write("{}"))], [{"i": 0}, {"i": 1}], {"k": 1})
+    store.write_chunk(0, 2, [(path, lambda tmp: Path(tmp).write_text("{}"))], [{"i": 0}, {"i": 1}], {"k": 1})
     again = open_store(tmp_path, "demo", params, 5, None, lambda: 99)  # the manifest's batch size wins
     assert again.batch_size == 2 and set(again.completed()) == {0} and again.completed()[0].extra == {"k": 1}
     with pytest.raises(ResumeMismatchError, match="steps"):
@@ -191,3 +194,81 @@ def test_stream_reads_image_files_a_chunk_at_a_time(G, tmp_path):
     assert [t.shape[0] for t in out.iter_images(2)] == [2, 1]
     with pytest.raises(Exception, match="image"):
         load_image_npz(tmp_path / "out" / out.records[0]["projection"])
+
+
+# ----------------------------------------------------------------------------------------------
+# LSO and stylisation
+
+
+@pytest.fixture(scope="module")
+def codes(gens):
+    """2 content codes with their images (scaled into [-1, 1]) and 3 style codes."""
+    G_s, G_t = gens
+    with torch.no_grad():
+        w_s = G_s.mapping(torch.randn(2, G_s.z_dim, generator=torch.Generator().manual_seed(2)), None)
+        contents = G_s.synthesis(w_s, noise_mode="const") / 20
+        w_t = G_t.mapping(torch.randn(3, G_t.z_dim, generator=torch.Generator().manual_seed(3)), None)
+    return w_s, contents, w_t
+
+
+LSO_KW = {"num_steps": 3, "loss": "mse", "seed": 3, "rows": (1, 2), "reg_weight": 1e-3, "init_scale": 0.5}
+
+
+def test_lso_batch_size(gens, codes):
+    G_s, _ = gens
+    w_s, contents, _ = codes
+    w_m = torch.cat([w_s, w_s + 0.1])
+    target = torch.cat([contents, contents])
+    whole = lso(G_s, w_m, target, progress=False, batch_size=4, **LSO_KW)
+    for size in (None, 0, 9):
+        again = lso(G_s, w_m, target, progress=False, batch_size=size, **LSO_KW)
+        assert torch.equal(again.w, whole.w) and torch.equal(again.image, whole.image)
+        assert again.history == whole.history
+    parts = lso(G_s, w_m, target, progress=False, batch_size=3, **LSO_KW)  # batches of 3 and 1, same initial offsets
+    torch.testing.assert_close(parts.w, whole.w, atol=1e-3, rtol=0)
+    assert len(parts.history["loss"]) == 3
+    with pytest.raises(ValueError, match="batch_size"):
+        lso(G_s, w_m, target, progress=False, batch_size=-1, **LSO_KW)
+
+
+def test_stylize_pairs_streamed_resumed_equals_in_memory(gens, codes, tmp_path):
+    G_s, G_t = gens
+    w_s, contents, w_t = codes
+    args = (G_s, G_t, w_s, w_t, "lerp_lso")
+    kw = dict(contents=contents, lso_kwargs=LSO_KW, lso_batch_size=2, progress=False)
+    in_memory = stylize_pairs(*args, **kw)
+    assert torch.equal(
+        stylize_pairs(*args, **{**kw, "lso_batch_size": None}).w, stylize_pairs(*args, **{**kw, "lso_batch_size": 6}).w
+    )
+
+    def interrupt(start: int, stop: int) -> None:
+        if start >= 2:
+            raise Stop
+
+    folder = tmp_path / "pairs"
+    with pytest.raises(Stop):
+        stylize_pairs(*args, **kw, out_dir=folder, on_chunk=interrupt)
+    out = stylize_pairs(*args, **{**kw, "lso_batch_size": None}, out_dir=folder)  # the folder's batch size
+    assert isinstance(out, StreamedStylized) and out.computed == [(4, 6)] and out.batch_size == 2
+    assert torch.equal(out.load_w(), in_memory.w) and torch.equal(out.load_w("w_mixed"), in_memory.w_mixed)
+    assert torch.equal(torch.cat(list(out.iter_images(4))), in_memory.images)
+    assert torch.equal(torch.cat(list(out.iter_images(4, "mixed"))), in_memory.mixed)
+    assert [(r["content"], r["style"]) for r in out.records] == list(
+        zip(in_memory.content_index.tolist(), in_memory.style_index.tolist())
+    )
+    assert all(r["offset_norm"] > 0 for r in out.records)
+    with pytest.raises(ResumeMismatchError, match="lso_kwargs"):
+        stylize_pairs(*args, **{**kw, "lso_kwargs": {**LSO_KW, "num_steps": 4}}, out_dir=folder)
+    with pytest.raises(ResumeMismatchError, match="batch_size"):
+        stylize_pairs(*args, **{**kw, "lso_batch_size": 3}, out_dir=folder)
+
+
+def test_stylize_pairs_streams_renders_without_lso(gens, codes, tmp_path):
+    G_s, G_t = gens
+    w_s, _, w_t = codes
+    plain = stylize_pairs(G_s, G_t, w_s, w_t, "layer_swap", swap_res=16, batch_size=4, progress=False)
+    out = stylize_pairs(G_s, G_t, w_s, w_t, "layer_swap", swap_res=16, batch_size=4, out_dir=tmp_path, progress=False)
+    assert out.computed == [(0, 4), (4, 6)] and len(out) == 6
+    assert torch.equal(torch.cat(list(out.iter_images(6))), plain.images)
+    assert torch.equal(out.load_w(), plain.w)
+    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 6
