@@ -28,7 +28,9 @@ from pathlib import Path
 RSS_LIMIT_1024_GIB = 8.0
 
 
-def run_worker(resolution: int, downsample: int, device: str, steps: int, threads: int) -> dict:
+def run_worker(
+    resolution: int, downsample: int, device: str, steps: int, threads: int, vgg_channels_last: bool = False
+) -> dict:
     """Build G and the loss, run ``steps`` projection steps, and measure them (``hrinv_nb.studies.cost`` does the work)."""
     import torch
 
@@ -42,6 +44,10 @@ def run_worker(resolution: int, downsample: int, device: str, steps: int, thread
     loss = perceptual_loss(
         "vgg16_conv_random", downsample_size=downsample, lambdas=LAMBDA_TABLES["vgg16_conv"][table], device=device
     )
+    if vgg_channels_last:  # the VGG16 trunk and its input in channels-last memory format (oneDNN's native layout)
+        from bench_gpu import speed_up_loss
+
+        speed_up_loss(loss, bf16=False, channels_last=True)
     target = torch.rand(1, 3, resolution, resolution, generator=torch.Generator().manual_seed(1)).to(device) * 2 - 1
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -52,6 +58,7 @@ def run_worker(resolution: int, downsample: int, device: str, steps: int, thread
         "device": device,
         "resolution": resolution,
         "loss_input": f"{downsample}²" if downsample > 0 else "full",
+        "vgg_channels_last": vgg_channels_last,
         "threads": torch.get_num_threads(),
         "steps_timed": timing["steps_timed"],
         "step_s": timing["step_s"] if timing["steps_timed"] else None,  # step 0 also includes the setup
@@ -65,7 +72,7 @@ def run_worker(resolution: int, downsample: int, device: str, steps: int, thread
     return result
 
 
-def _spawn(resolution: int, downsample: int, device: str, steps: int, threads: int) -> dict:
+def _spawn(resolution: int, downsample: int, device: str, steps: int, threads: int, vgg_channels_last: bool) -> dict:
     """Run one configuration in a fresh interpreter and parse its JSON line."""
     cmd = [
         sys.executable,
@@ -81,6 +88,7 @@ def _spawn(resolution: int, downsample: int, device: str, steps: int, threads: i
         str(steps),
         "--threads",
         str(threads),
+        *(["--vgg-channels-last"] if vgg_channels_last else []),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -102,6 +110,7 @@ def _format(row: dict) -> str:
         f"{row['device']:>5} {row['resolution']:>5} {row['loss_input']:>6} threads={row['threads']} "
         f"step={step} s (n={row['steps_timed']}, first {row['first_step_s']:.2f} s) "
         f"rss_before={row['rss_before_gib']:.2f} GiB peak_rss={row['peak_rss_gib']:.2f} GiB{gpu}"
+        + (" (VGG channels-last)" if row.get("vgg_channels_last") else "")
     )
 
 
@@ -112,12 +121,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="cpu, cuda, or auto (cpu, plus cuda when present)")
     parser.add_argument("--steps", type=int, default=None, help="projection steps per configuration (>= 2)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--vgg-channels-last", action="store_true", help="run the VGG16 loss in channels-last format")
     parser.add_argument("--downsample", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
-        print(json.dumps(run_worker(args.resolutions[0], args.downsample, args.device, args.steps, args.threads)))
+        print(
+            json.dumps(
+                run_worker(
+                    args.resolutions[0], args.downsample, args.device, args.steps, args.threads, args.vgg_channels_last
+                )
+            )
+        )
         return 0
 
     import torch
@@ -134,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     for device in devices:
         for resolution in resolutions:
             for downsample in (-1, 256):
-                row = _spawn(resolution, downsample, device, steps, args.threads)
+                row = _spawn(resolution, downsample, device, steps, args.threads, args.vgg_channels_last)
                 print(_format(row), flush=True)
                 if "error" in row:
                     failed = True
