@@ -154,6 +154,21 @@ def test_training_records(tmp_path):
     assert out["G_x"]["seconds"] == 100.0 and out["G_x"]["kimg"] == pytest.approx(0.05)
 
 
+def test_training_records_v2(tmp_path):
+    """A budgeted v2 record states steps done, images seen, resolution and a D-only critic phase."""
+    record = {
+        "training_seconds": 60.0,
+        "critic_seconds": 9.0,
+        "steps_done": 25,
+        "images_seen": 200,
+        "resolution": 128,
+        "train_config": {"steps": 1000000, "batch": 8},
+    }
+    (tmp_path / "G_s.json").write_text(json.dumps(record))
+    out = cost.training_records(tmp_path)["G_s"]
+    assert out["seconds"] == 69.0 and out["kimg"] == pytest.approx(0.2) and out["steps"] == 25 and out["res"] == 128
+
+
 def test_paper_rows_and_bad_specs():
     assert cost.paper_cost("inversion")["seconds"] == 138.0
     assert cost.paper_cost("generation")["gpu_mem_gb"] == 0.78

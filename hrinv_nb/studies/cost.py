@@ -370,12 +370,15 @@ def training_records(data_dir: str | os.PathLike = DATA) -> dict[str, dict[str, 
             json.dumps(v, sort_keys=True): v for k, v in record.items() if k.endswith("_config") and isinstance(v, dict)
         }
         images = [p["steps"] * p["batch"] for p in phases.values() if p.get("steps") is not None and p.get("batch")]
-        out[record.get("asset", path.stem)] = {
-            "seconds": float(record.get("training_seconds", 0.0)),
+        if record.get("images_seen") is not None:  # v2 records: budgeted runs state what they did
+            images = [record["images_seen"]]
+        out[path.stem] = {
+            "seconds": float(record.get("training_seconds", 0.0)) + float(record.get("critic_seconds", 0.0)),
             "kimg": sum(images) / 1000 if images else None,
-            "steps": record.get("steps", record.get("train_config", {}).get("steps")),
+            "steps": record.get("steps_done", record.get("steps", record.get("train_config", {}).get("steps"))),
             "threads": record.get("threads"),
-            "res": 64,
+            "res": int(record.get("resolution", 64)),
+            "device": record.get("device"),
             "status": record.get("status"),
             "command": record.get("command"),
         }

@@ -186,6 +186,7 @@ def build_generator(name: str, plan: Plan, out_dir: Path, device: torch.device, 
     return {
         **extra,
         "style": style,
+        "resolution": G_final.img_resolution,
         "start": start,
         "steps_done": res.steps,
         "training_seconds": round(res.seconds, 1),
