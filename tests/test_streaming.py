@@ -272,3 +272,26 @@ def test_stylize_pairs_streams_renders_without_lso(gens, codes, tmp_path):
     assert torch.equal(torch.cat(list(out.iter_images(6))), plain.images)
     assert torch.equal(out.load_w(), plain.w)
     assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 6
+
+
+# ----------------------------------------------------------------------------------------------
+# study helpers
+
+
+def test_study_helpers_stream_like_in_memory(G, tmp_path):
+    from hrinv_nb.studies import cross_domain as cd
+    from hrinv_nb.studies import reconstruction as study
+
+    targets = _targets(3)
+    opts = {k: v for k, v in COMMON.items() if k != "loss"}
+    row = study.run_row("mse", G, targets, "mse", batch_size=2, **opts)
+    streamed = study.run_row("mse", G, targets, "mse", batch_size=2, out_dir=tmp_path / "row", **opts)
+    assert streamed.images is None and streamed.measures == row.measures
+    assert torch.equal(streamed.result.w, row.result.w)
+    with pytest.raises(ResumeMismatchError, match="measure"):
+        study.run_row("mse", G, targets, "mse", cutoff=0.25, out_dir=tmp_path / "row", **opts)
+    inv = cd.invert_contents(G, targets, loss="mse", num_steps=2, progress=False, batch_size=2)
+    inv_s = cd.invert_contents(G, targets, loss="mse", num_steps=2, progress=False, out_dir=tmp_path / "inv")
+    assert inv_s.images is None and inv_s.stream is not None
+    assert torch.equal(inv_s.w, cd.invert_contents(G, targets, loss="mse", num_steps=2, progress=False).w)
+    assert inv.w.shape == inv_s.w.shape

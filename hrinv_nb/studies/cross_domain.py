@@ -1,8 +1,9 @@
 """Cross-domain study helpers: content loading and inversion, and the measures of what LSO keeps and
 restores. (Content × style pairs are mixed and optimised by :func:`hrinv_nb.gallery.stylize_pairs`.)
 
-* :func:`invert_contents` — w-only W+ projection (Eq. 5) of N content images into G_s in one batch
-  (:func:`hrinv_nb.projector.project_batch`: B independent problems, sum loss).
+* :func:`invert_contents` — w-only W+ projection (Eq. 5) of N content images into G_s in memory-sized
+  batches (:func:`hrinv_nb.projector.project_batch`: B independent problems, sum loss), optionally
+  streamed to a folder and resumable (:func:`hrinv_nb.projector.project_stream`).
 * :func:`masked_residual` — mean |a − b| inside a (soft) mask, per sample; :func:`dilate_mask` grows
   a mask so that a background measure ignores the head's edge.
 * :func:`gram_style_distance` — a texture/style distance (Gram matrices of toy-VGG conv features).
@@ -20,18 +21,20 @@ from ..files import from_env_reference, natural_key
 from ..losses import PerceptualLoss, hooked_features, imagenet_normalise, vgg16_trunk
 from ..lso import EARLY_ROWS  # noqa: F401  (re-exported for the notebooks)
 from ..networks import Generator
-from ..projector import project_batch
+from ..projector import StreamedProjection, project_batch, project_stream
 
 GRAM_LAYERS = (2, 7, 14)  # conv1_2, conv2_2, conv3_3: low-level texture statistics
 
 
 @dataclass
 class Inversions:
-    """``w`` [N, num_ws, w_dim] w-only W+ codes in G_s; ``images`` [N, 3, H, W] = G_s(w); ``batched``: one batch or a loop."""
+    """``w`` [N, num_ws, w_dim] w-only W+ codes in G_s; ``images`` [N, 3, H, W] = G_s(w) (``None`` when
+    streamed: ``stream`` reads them from its folder); ``batched``: in batches or a loop."""
 
     w: torch.Tensor
-    images: torch.Tensor
+    images: torch.Tensor | None
     batched: bool
+    stream: StreamedProjection | None = None
 
 
 def invert_contents(
@@ -42,13 +45,22 @@ def invert_contents(
     num_steps: int,
     seed: int = 0,
     progress: bool = True,
+    batch_size: int | None = None,
+    out_dir: str | os.PathLike | None = None,
 ) -> Inversions:
     """w-only W+ projections (Eq. 5: no noise maps) of ``contents`` [N, 3, H, W] into ``G``.
 
-    Uses :func:`hrinv_nb.projector.project_batch` (one batch, independent per-sample problems).
+    Uses :func:`hrinv_nb.projector.project_batch` (independent per-sample problems) in batches of
+    ``batch_size`` (``None``: the memory default). With ``out_dir`` the codes and reconstructions are
+    streamed to that folder (:func:`hrinv_nb.projector.project_stream`, resumable) and not kept in memory.
     """
     assert contents.ndim == 4 and contents.shape[1] == 3, f"contents must be [N,3,H,W], got {tuple(contents.shape)}"
-    res = project_batch(G, contents, loss=loss, num_steps=num_steps, optimize_noise=False, seed=seed, progress=progress)
+    options = dict(loss=loss, num_steps=num_steps, optimize_noise=False, seed=seed, progress=progress)
+    if out_dir is not None:
+        stream = project_stream(G, contents, out_dir, batch_size=batch_size, **options)
+        assert stream.w.shape == (contents.shape[0], G.num_ws, G.w_dim) and torch.isfinite(stream.w).all()
+        return Inversions(w=stream.w, images=None, batched=True, stream=stream)
+    res = project_batch(G, contents, batch_size=batch_size, **options)
     w, images, batched = res.w, res.images, True
     assert w.shape == (contents.shape[0], G.num_ws, G.w_dim) and torch.isfinite(w).all()
     return Inversions(w=w.detach(), images=images.detach(), batched=batched)

@@ -10,6 +10,7 @@ two rows on the same targets (:mod:`hrinv_nb.studies.verdict` turns that into a 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from torch import nn
 
 from .. import metrics
 from ..losses import PerceptualLoss
-from ..projector import BatchProjectionResult, project_batch
+from ..projector import BatchProjectionResult, StreamedProjection, project_batch, project_stream
 from .verdict import PairedDifference, paired_difference, standard_error
 
 
@@ -31,10 +32,10 @@ class StudyRow:
     """One inversion setting run on a batch: its reconstructions, per-sample measures and wall time."""
 
     label: str
-    images: torch.Tensor
+    images: torch.Tensor | None  # None when streamed to a folder (read them from ``result``)
     measures: dict[str, list[float]]
     seconds: float
-    result: BatchProjectionResult | None = None
+    result: BatchProjectionResult | StreamedProjection | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     cpu_seconds: float = float("nan")  # process CPU time: the cost on a free machine, whatever the contention
 
@@ -76,6 +77,19 @@ def measure(
     return out
 
 
+class _Measure:
+    """:func:`measure` with fixed options, as a picklable callable with a :meth:`fingerprint` (for resumes)."""
+
+    def __init__(self, cutoff: float, feature_weights: str | None) -> None:
+        self.cutoff, self.feature_weights = cutoff, feature_weights
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor) -> dict[str, list[float]]:
+        return measure(images, targets, cutoff=self.cutoff, feature_weights=self.feature_weights)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"cutoff": self.cutoff, "feature_weights": self.feature_weights}
+
+
 def run_row(
     label: str,
     G: nn.Module,
@@ -84,24 +98,36 @@ def run_row(
     *,
     cutoff: float = 0.5,
     feature_weights: str | None = None,
+    batch_size: int | None = None,
+    out_dir: str | os.PathLike | None = None,
     **project_kwargs: Any,
 ) -> StudyRow:
-    """Invert ``targets`` with ``project_batch(G, targets, loss=loss, **project_kwargs)`` and measure the result."""
+    """Invert ``targets`` with ``project_batch(G, targets, loss=loss, batch_size=batch_size, **project_kwargs)``
+    and measure the result.
+
+    ``batch_size`` ``None``: the memory default (:func:`hrinv_nb.memory.default_batch_size`). With
+    ``out_dir`` the row streams (:func:`hrinv_nb.projector.project_stream`: measured chunk by chunk,
+    resumable); the row's ``images`` are then ``None`` and ``result`` reads them from the folder.
+    """
     start, cpu_start = time.perf_counter(), time.process_time()
-    result = project_batch(G, targets, loss=loss, **project_kwargs)
+    if out_dir is None:
+        result = project_batch(G, targets, loss=loss, batch_size=batch_size, **project_kwargs)
+        assert torch.isfinite(result.images).all() and torch.isfinite(result.w).all(), f"{label}: non-finite result"
+        images = result.images.detach().cpu()
+        measures = measure(result.images, targets, cutoff=cutoff, feature_weights=feature_weights)
+    else:
+        result = project_stream(
+            G, targets, out_dir, loss=loss, batch_size=batch_size, measure=_Measure(cutoff, feature_weights),
+            **project_kwargs,
+        )  # fmt: skip
+        assert torch.isfinite(result.w).all(), f"{label}: non-finite result"
+        images = None
+        keys = [k for k in result.records[0] if k not in ("index", "name", "projection", "image", "mse")]
+        measures = {k: [float(r[k]) for r in result.records] for k in keys}
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    assert torch.isfinite(result.images).all() and torch.isfinite(result.w).all(), f"{label}: non-finite result"
     settings = {k: v for k, v in project_kwargs.items() if isinstance(v, (int, float, str, bool))}
     settings["loss"] = loss if isinstance(loss, str) else getattr(loss, "name", type(loss).__name__)
-    return StudyRow(
-        label,
-        result.images.detach().cpu(),
-        measure(result.images, targets, cutoff=cutoff, feature_weights=feature_weights),
-        seconds,
-        result,
-        settings,
-        cpu_seconds,
-    )
+    return StudyRow(label, images, measures, seconds, result, settings, cpu_seconds)
 
 
 def paired(a: StudyRow, b: StudyRow, key: str) -> PairedDifference:
