@@ -86,13 +86,15 @@ def test_parameters_cell_plain_and_complete(path: Path):
         path.stem,
         "globals()",
     ]
+    allow_zero: tuple[str, ...] = ()
     for kw in call.keywords:  # types come from the defaults; explicit ones only where a default cannot tell
         if kw.arg == "allow_zero":
-            assert set(ast.literal_eval(kw.value)) <= set(params)
+            allow_zero = tuple(ast.literal_eval(kw.value))
+            assert set(allow_zero) <= set(params)
             continue
         assert kw.arg in params, f"build_config names {kw.arg}, which the parameters cell does not define"
         assert params[kw.arg] is None, f"{kw.arg}: its default already gives the type, do not re-declare it"
-    validate_parameters(path.stem, params, params)  # the defaults pass their own checks
+    validate_parameters(path.stem, params, params, allow_zero=allow_zero)  # the defaults pass their own checks
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
