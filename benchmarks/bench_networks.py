@@ -138,7 +138,7 @@ def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def check_parity(nv_g, nv_d, g, d, ws: torch.Tensor, img: torch.Tensor) -> str:
-    """Assert that our outputs agree with NVIDIA's within PARITY_ATOL; describe the check.
+    """Assert that our outputs agree with NVIDIA's within max(PARITY_ATOL, NVIDIA fused vs non-fused); describe it.
 
     Ours (default, i.e. fused without autograd, as NVIDIA's eval default) is compared with NVIDIA's fused
     synthesis, ours forced non-fused with NVIDIA's non-fused one (the two paths differ from each other by
@@ -155,9 +155,12 @@ def check_parity(nv_g, nv_d, g, d, ws: torch.Tensor, img: torch.Tensor) -> str:
             "D": max_abs_diff(d(img, None), nv_d(img, None)),
         }
         fused_vs_unfused = max_abs_diff(nv_fused, nv_unfused)
-    bad = {k: v for k, v in diffs.items() if not v <= PARITY_ATOL}
+    # No further from NVIDIA than NVIDIA's own two paths are from each other (float32 rounding grows
+    # with the resolution: 1.4e-5 at 256²), and never more than PARITY_ATOL below that.
+    tol = max(PARITY_ATOL, fused_vs_unfused)
+    bad = {k: v for k, v in diffs.items() if not v <= tol}
     if bad:
-        raise AssertionError(f"outputs differ from NVIDIA's by more than {PARITY_ATOL}: {bad}")
+        raise AssertionError(f"outputs differ from NVIDIA's by more than {tol:.1e}: {bad}")
     return ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()) + f" (NVIDIA fused vs non-fused {fused_vs_unfused:.1e})"
 
 
@@ -226,6 +229,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (torch.set_num_threads)")
     parser.add_argument("--repeats", type=int, default=10, help="timed rounds per row (1024²: a third, at least 3)")
     parser.add_argument("--full", action="store_true", help="also run the 1024² FFHQ configuration")
+    parser.add_argument("--only", nargs="+", choices=[c.rstrip("²") for c in CONFIGS], help="run only these sizes")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--nvidia-repo", metavar="PATH", help="checkout of NVIDIA's stylegan2-ada-pytorch to compare")
     args = parser.parse_args()
@@ -242,7 +246,9 @@ def main() -> None:
     table = [header, "|" + " --- |" * (header.count("|") - 1)]
     print(flush=True)
     for name, cfg in CONFIGS.items():
-        if cfg["res"] == 1024 and not args.full:
+        if args.only and str(cfg["res"]) not in args.only:
+            continue
+        if cfg["res"] == 1024 and not args.full and not args.only:
             continue
         repeats = args.repeats if cfg["res"] <= 256 else max(3, args.repeats // 3)
         gen = torch.Generator().manual_seed(1)
