@@ -291,8 +291,8 @@ def test_large_photo_is_detected_downscaled_and_shrunk(dlib_model, astronaut):
 def test_toy_renders_upscaled(dlib_model):
     from hrinv_nb.toy.render import render_from_seed
 
-    renders = render_from_seed(0, 3)
-    assert renders.shape == (3, 3, 64, 64) and renders.min() >= -1 and renders.max() <= 1
+    renders = render_from_seed(0, 3, size=(128, 128))  # the toy world's resolution
+    assert renders.shape == (3, 3, 128, 128) and renders.min() >= -1 and renders.max() <= 1
     big = torch.nn.functional.interpolate(renders, size=(256, 256), mode="bicubic", align_corners=False)
     arrays = ((big.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     for i, array in enumerate(arrays):
