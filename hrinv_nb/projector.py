@@ -603,11 +603,14 @@ def _batch_size_of(
     batch_size: int | None, chunk_size: int | None, G: nn.Module, size: tuple[int, ...]
 ) -> int | None:
     """The explicit batch size (``batch_size`` or its old name ``chunk_size``), or the memory default."""
+    if chunk_size is not None:
+        check_steps("chunk_size", chunk_size)  # errors name the argument the caller gave
+    if batch_size:  # None or 0: the memory default
+        check_steps("batch_size", batch_size)
     if batch_size and chunk_size and batch_size != chunk_size:
         raise ValueError(f"batch_size={batch_size} and chunk_size={chunk_size} disagree (chunk_size is its old name)")
     explicit = batch_size or chunk_size
     if explicit is not None:
-        check_steps("batch_size", explicit)
         return int(explicit)
     return default_batch_size("projection", size, next(G.parameters()).device)
 

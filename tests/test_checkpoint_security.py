@@ -248,7 +248,7 @@ def test_training_states_still_resume_and_load(tmp_path):
         16, 0, 16, 16, 3, mapping_kwargs={"num_layers": 2}, synthesis_kwargs={"channel_base": 128, "channel_max": 16}
     )
     D = hrinv_nb.Discriminator(0, 16, 3, channel_base=128, channel_max=16, epilogue_kwargs={"mbstd_group_size": 2})
-    data = lambda b, g: (torch.randn(b, 16, generator=g), torch.zeros(b, 3, 16, 16))
+    data = lambda b, g: (torch.randn(b, 16, generator=g), torch.zeros(b, 3, 16, 16), None)
     cfg = TrainConfig(steps=1, batch=2, checkpoint_every=1)
     train(G, D, data, cfg, out_dir=tmp_path, progress=False)
     res = train(G, D, data, TrainConfig(**{**cfg.__dict__, "steps": 2}), out_dir=tmp_path, progress=False)
