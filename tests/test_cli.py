@@ -20,6 +20,7 @@ from hrinv_nb.cli import build_parser, main
 from hrinv_nb.cli import common as cli_common
 from hrinv_nb.images import save_image
 from hrinv_nb.projector import load_projection
+from hrinv_nb.toy.world import TOY_NUM_WS, TOY_RESOLUTION, TOY_W_DIM
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--steps", "3", "--threads", "1", "--quiet"]
@@ -163,7 +164,9 @@ def test_invert_two_images_then_rerun_skips_both(tmp_path, capsys):
         for ext in ("npz", "png", "json"):
             assert (out / f"{stem}.{ext}").is_file()
         w, noise = load_projection(out / f"{stem}.npz")
-        assert w.shape == (1, 10, 128) and torch.isfinite(w).all() and noise  # noise maps optimised (--noise)
+        assert (
+            w.shape == (1, TOY_NUM_WS, TOY_W_DIM) and torch.isfinite(w).all() and noise
+        )  # noise maps optimised (--noise)
         record = json.loads((out / f"{stem}.json").read_text())
         assert record["steps"] == 3 and record["options"]["loss"] == "vgg16_conv"
         assert record["options"]["lambda_scale"] == 16.0  # 1024 / 64 on the toy G_s
@@ -196,7 +199,9 @@ def test_invert_no_noise_and_video(tmp_path):
     from PIL import Image
 
     with Image.open(out / "a.webp") as video:
-        assert video.format == "WEBP" and video.n_frames >= 2 and video.size == (128, 64)  # target | reconstruction
+        assert (
+            video.format == "WEBP" and video.n_frames >= 2 and video.size == (2 * TOY_RESOLUTION, TOY_RESOLUTION)
+        )  # target | reconstruction
 
 
 def test_shards_partition_a_folder(tmp_path):
@@ -262,7 +267,7 @@ def test_align_writes_the_aligned_input(tmp_path, monkeypatch):
     (a,) = _render_pngs(tmp_path / "in", ["a"])
     out = tmp_path / "out"
     assert main(["invert", str(a), "--out", str(out), "--align", "--landmarks", "x.dat", *FAST]) == 0
-    assert calls == [(a, out / "a_aligned.png", 64, "x.dat")]
+    assert calls == [(a, out / "a_aligned.png", TOY_RESOLUTION, "x.dat")]
     assert (out / "a_aligned.png").is_file()
     record = json.loads((out / "a.json").read_text())
     assert record["options"]["align"] is True and record["files"]["aligned"] == "a_aligned.png"
@@ -283,7 +288,7 @@ def test_stylize_lerp_two_by_two_is_resumable(tmp_path, capsys):
     for name in pairs:
         assert (out / f"{name}.png").is_file() and (out / f"{name}.json").is_file()
         w, _ = load_projection(out / f"{name}.npz")
-        assert w.shape == (1, 10, 128)
+        assert w.shape == (1, TOY_NUM_WS, TOY_W_DIM)
     assert (out / "contents" / "a.npz").is_file()  # the photo was inverted into the cache; the .npz used as is
     assert not (out / "contents" / "b.npz").exists()
     record = json.loads((out / "a__sample000.json").read_text())
