@@ -169,7 +169,7 @@ def test_invert_two_images_then_rerun_skips_both(tmp_path, capsys):
         )  # noise maps optimised (--noise)
         record = json.loads((out / f"{stem}.json").read_text())
         assert record["steps"] == 3 and record["options"]["loss"] == "vgg16_conv"
-        assert record["options"]["lambda_scale"] == 16.0  # 1024 / 64 on the toy G_s
+        assert record["options"]["lambda_scale"] == 1024 / TOY_RESOLUTION  # on the toy G_s
         assert record["source"] == str((tmp_path / "in" / f"{stem}.png").resolve())
         assert 0 < record["psnr"] < 100 and -1 <= record["ssim"] <= 1 and record["final_loss"] > 0
     lines = (out / "metrics.jsonl").read_text().splitlines()
