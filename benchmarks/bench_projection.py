@@ -12,6 +12,7 @@ Usage::
     python benchmarks/bench_projection.py            # 64², 256², 1024²; full and 256-downsampled input
     python benchmarks/bench_projection.py --quick    # 64² and 256² only, fewer steps
     python benchmarks/bench_projection.py --threads 1 --resolutions 1024
+    python benchmarks/bench_projection.py --toy --steps 10   # the embedded 128² toy world, as the notebooks run it
 
 On a CPU the 1024² step must stay below 8 GiB of peak RSS; on a GPU the peak is
 ``torch.cuda.max_memory_allocated``.
@@ -29,7 +30,13 @@ RSS_LIMIT_1024_GIB = 8.0
 
 
 def run_worker(
-    resolution: int, downsample: int, device: str, steps: int, threads: int, vgg_channels_last: bool = False
+    resolution: int,
+    downsample: int,
+    device: str,
+    steps: int,
+    threads: int,
+    vgg_channels_last: bool = False,
+    toy: bool = False,
 ) -> dict:
     """Build G and the loss, run ``steps`` projection steps, and measure them (``hrinv_nb.studies.cost`` does the work)."""
     import torch
@@ -39,11 +46,15 @@ def run_worker(
 
     if threads > 0:
         torch.set_num_threads(threads)
-    G = cost.ffhq_generator(resolution, seed=0, device=device)
-    table = "256" if downsample > 0 else "1024"
-    loss = perceptual_loss(
-        "vgg16_conv_random", downsample_size=downsample, lambdas=LAMBDA_TABLES["vgg16_conv"][table], device=device
-    )
+    if toy:  # the embedded world's G_s and toy VGG16, exactly as the notebooks run them (notebook 06)
+        G, loss = cost.build_networks("toy", resolution, device, "inversion")
+        resolution, downsample = G.img_resolution, -1
+    else:
+        G = cost.ffhq_generator(resolution, seed=0, device=device)
+        table = "256" if downsample > 0 else "1024"
+        loss = perceptual_loss(
+            "vgg16_conv_random", downsample_size=downsample, lambdas=LAMBDA_TABLES["vgg16_conv"][table], device=device
+        )
     if vgg_channels_last:  # the VGG16 trunk and its input in channels-last memory format (oneDNN's native layout)
         from bench_gpu import speed_up_loss
 
@@ -59,6 +70,7 @@ def run_worker(
         "resolution": resolution,
         "loss_input": f"{downsample}²" if downsample > 0 else "full",
         "vgg_channels_last": vgg_channels_last,
+        "assets": "toy" if toy else "ffhq widths, random",
         "threads": torch.get_num_threads(),
         "steps_timed": timing["steps_timed"],
         "step_s": timing["step_s"] if timing["steps_timed"] else None,  # step 0 also includes the setup
@@ -72,7 +84,9 @@ def run_worker(
     return result
 
 
-def _spawn(resolution: int, downsample: int, device: str, steps: int, threads: int, vgg_channels_last: bool) -> dict:
+def _spawn(
+    resolution: int, downsample: int, device: str, steps: int, threads: int, vgg_channels_last: bool, toy: bool = False
+) -> dict:
     """Run one configuration in a fresh interpreter and parse its JSON line."""
     cmd = [
         sys.executable,
@@ -89,6 +103,7 @@ def _spawn(resolution: int, downsample: int, device: str, steps: int, threads: i
         "--threads",
         str(threads),
         *(["--vgg-channels-last"] if vgg_channels_last else []),
+        *(["--toy"] if toy else []),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -122,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="projection steps per configuration (>= 2)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--vgg-channels-last", action="store_true", help="run the VGG16 loss in channels-last format")
+    parser.add_argument(
+        "--toy", action="store_true", help="the embedded toy G_s and VGG16 (data/), full-size loss input"
+    )
     parser.add_argument("--downsample", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -130,7 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         print(
             json.dumps(
                 run_worker(
-                    args.resolutions[0], args.downsample, args.device, args.steps, args.threads, args.vgg_channels_last
+                    args.resolutions[0],
+                    args.downsample,
+                    args.device,
+                    args.steps,
+                    args.threads,
+                    args.vgg_channels_last,
+                    args.toy,
                 )
             )
         )
@@ -148,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"one projection step (G fwd + vgg16_conv + 50·MSE + backward + Adam); torch {torch.__version__}", flush=True)
     failed = False
     for device in devices:
+        if args.toy:
+            row = _spawn(0, -1, device, steps, args.threads, args.vgg_channels_last, toy=True)
+            print(_format(row), flush=True)
+            failed = failed or "error" in row
+            continue
         for resolution in resolutions:
             for downsample in (-1, 256):
                 row = _spawn(resolution, downsample, device, steps, args.threads, args.vgg_channels_last)
