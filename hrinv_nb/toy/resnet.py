@@ -38,11 +38,10 @@ from hrinv_nb.toy.vgg import (
     WORK_DIR,
     Budget,
     auto_setting,
-    cached_dataset,
     evaluate_pretraining,
     from_uint8,
     pretrain_multitask,
-    render_factor_dataset,
+    pretraining_sets,
     renderer_fingerprint,
     save_safetensors,
     write_provenance,
@@ -145,18 +144,7 @@ def train_toy_resnet(out_path: str | os.PathLike = TOY_RESNET_PATH, steps: int =
     batch_size = auto_setting(batch_size, dev, 64, 256)
     n_train = auto_setting(n_train, dev, 12000, 200000)
     assert steps >= 1 and batch_size >= 2 and n_train >= batch_size, (steps, batch_size, n_train)
-    names = (f"vgg_train_s{size}_n{n_train}_seed{seed}", f"vgg_val_s{size}_n{n_val}_seed{seed}")
-    val = cached_dataset(
-        names[1], lambda: render_factor_dataset(n_val, seed * 1000 + 2, size, device=dev), work_dir, n_val, dev
-    )
-    deadline = budget.deadline(0.35)
-    train = cached_dataset(
-        names[0],
-        lambda: render_factor_dataset(n_train, seed * 1000 + 1, size, device=dev, deadline=deadline),
-        work_dir,
-        n_train,
-        dev,
-    )
+    train, val = pretraining_sets(size, n_train, n_val, seed, dev, work_dir, budget.deadline(0.35))
     render_seconds = budget.spent()
 
     net = ResNetPretrainNet(seed).to(dev)

@@ -67,6 +67,7 @@ __all__ = [
     "render_factor_dataset",
     "cache_path",
     "cached_dataset",
+    "pretraining_sets",
     "to_uint8",
     "from_uint8",
     "render_grouped",
@@ -553,6 +554,34 @@ def evaluate_style_classifier(classify: Callable[[Tensor], Tensor], per_style: i
 
 
 # fmt: off
+def pretraining_sets(
+    size: int,
+    n_train: int,
+    n_val: int,
+    seed: int,
+    device: torch.device,
+    work_dir: str | os.PathLike | None,
+    deadline: float | None,
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """The (cached) training and validation renders every toy pretraining uses (VGG16 and ResNet50).
+
+    Seeds ``seed*1000+1`` (training) and ``+2`` (validation); the training pool stops growing at
+    ``deadline`` (a pool cut short is not cached).
+    """
+    names = (f"vgg_train_s{size}_n{n_train}_seed{seed}", f"vgg_val_s{size}_n{n_val}_seed{seed}")
+    val = cached_dataset(
+        names[1], lambda: render_factor_dataset(n_val, seed * 1000 + 2, size, device=device), work_dir, n_val, device
+    )
+    train = cached_dataset(
+        names[0],
+        lambda: render_factor_dataset(n_train, seed * 1000 + 1, size, device=device, deadline=deadline),
+        work_dir,
+        n_train,
+        device,
+    )
+    return train, val
+
+
 def train_toy_vgg(out_path: str | os.PathLike = TOY_VGG_PATH, steps: int = 3000, seed: int = 0, *,
                   batch_size: int = 0, lr: float = 2e-3, weight_decay: float = 1e-4, n_train: int = 0,
                   n_val: int = 1000, check_per_style: int = 100, size: int = PRETRAIN_SIZE,
@@ -575,18 +604,7 @@ def train_toy_vgg(out_path: str | os.PathLike = TOY_VGG_PATH, steps: int = 3000,
     batch_size = auto_setting(batch_size, dev, 64, 256)
     n_train = auto_setting(n_train, dev, 12000, 200000)
     assert steps >= 1 and batch_size >= 2 and n_train >= batch_size, (steps, batch_size, n_train)
-    names = (f"vgg_train_s{size}_n{n_train}_seed{seed}", f"vgg_val_s{size}_n{n_val}_seed{seed}")
-    val = cached_dataset(
-        names[1], lambda: render_factor_dataset(n_val, seed * 1000 + 2, size, device=dev), work_dir, n_val, dev
-    )
-    deadline = budget.deadline(0.35)
-    train = cached_dataset(
-        names[0],
-        lambda: render_factor_dataset(n_train, seed * 1000 + 1, size, device=dev, deadline=deadline),
-        work_dir,
-        n_train,
-        dev,
-    )
+    train, val = pretraining_sets(size, n_train, n_val, seed, dev, work_dir, budget.deadline(0.35))
     render_seconds = budget.spent()
 
     net = VGGPretrainNet(seed).to(dev)
