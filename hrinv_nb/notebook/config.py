@@ -55,7 +55,7 @@ NOTEBOOKS = REPO / "notebooks"
 
 PRESETS = ("toy", "paper")
 COMMON: dict[str, Any] = {"preset": str, "device": str, "seed": int, "threads": int, "figures_dir": str}
-NOTEBOOK_NAME = re.compile(r"\d\d[a-z]?_[a-z0-9_]+")
+NOTEBOOK_NAME = re.compile(r"\d\d_[a-z0-9_]+")
 INJECTED_HEADER = "# Parameters"  # first line of the cell papermill injects
 
 # IPython's own globals in a kernel's namespace (seen with IPython 8-9 / ipykernel 6-7).
@@ -243,7 +243,7 @@ def notebook_file(notebook: str) -> Path:
     """``notebooks/<notebook>.ipynb`` of the repository, for a name ``NN_name``."""
     if not NOTEBOOK_NAME.fullmatch(notebook):
         raise ParameterError(
-            f"notebook name {notebook!r} is not of the form NN_name or NNx_name (e.g. '01_downsampling_artifacts')"
+            f"notebook name {notebook!r} is not of the form NN_name (e.g. '01_downsampling_artifacts')"
         )
     path = NOTEBOOKS / f"{notebook}.ipynb"
     if not path.is_file():

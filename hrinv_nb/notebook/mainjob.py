@@ -13,9 +13,8 @@ the run is interrupted by Ctrl-C (130) or SIGTERM (143); ``runs/<timestamp>/summ
 says ``"status": "interrupted"`` and names the notebook in flight. While no notebook exists yet, it
 renders a sample grid of the parity-fixture generator instead.
 
-Notebooks are the files ``NN_name.ipynb`` or ``NNx_name.ipynb`` (a letter after the number places a
-notebook between two numbers, e.g. ``00b`` after ``00``; exactly; a JupyterLab ``03_x-Copy1.ipynb`` is ignored).
-``--only`` takes a notebook's number (``01``, ``00b``) or its full name (``01_downsampling_artifacts``,
+Notebooks are the files ``NN_name.ipynb`` (exactly; a JupyterLab ``03_x-Copy1.ipynb`` is ignored).
+``--only`` takes a notebook's two-digit number (``01``) or its full name (``01_downsampling_artifacts``,
 ``.ipynb`` optional); an empty or unmatched ``--only`` is an error listing the valid names.
 
 Nothing given on the command line or in a parameter file runs as code: every ``-p`` name and YAML key
@@ -54,7 +53,7 @@ RUNS = REPO / "runs"
 FIXTURE = REPO / "tests" / "fixtures" / "stylegan2_ada_tiny.safetensors"
 PARAMS = NOTEBOOKS / "params"
 CELL_TIMEOUT_S = 1800  # a cell that runs longer fails the notebook instead of hanging the main job
-NOTEBOOK_FILE = re.compile(r"\d\d[a-z]?_[a-z0-9_]+\.ipynb")
+NOTEBOOK_FILE = re.compile(r"\d\d_[a-z0-9_]+\.ipynb")
 PRESET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 
@@ -72,7 +71,7 @@ class Interrupted(BaseException):
 
 
 def list_notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
-    """Numbered notebooks named exactly ``NN_name.ipynb`` or ``NNx_name.ipynb`` in ``folder``, sorted by number."""
+    """Numbered notebooks named exactly ``NN_name.ipynb`` in ``folder``, sorted by number."""
     return sorted(p for p in folder.glob("*.ipynb") if NOTEBOOK_FILE.fullmatch(p.name) and p.is_file())
 
 
@@ -85,8 +84,8 @@ def select_notebooks(notebooks: Sequence[Path], only: Iterable[str]) -> list[Pat
     chosen: set[Path] = set()
     for sel in only:
         sel = sel.strip()
-        if re.fullmatch(r"\d\d[a-z]?", sel):
-            hits = [nb for nb in notebooks if nb.name.split("_", 1)[0] == sel]
+        if re.fullmatch(r"\d\d", sel):
+            hits = [nb for nb in notebooks if nb.name[:2] == sel]
         elif sel:
             hits = [nb for nb in notebooks if sel in (nb.stem, nb.name)]
         else:
