@@ -35,8 +35,9 @@ import torch
 
 from ..checkpoints import load_networks, save_networks
 from ..files import atomic_write
-from .training import TrainConfig, finetune_copy, train
-from .world import TARGET_STYLES, new_toy_networks, paired_data_fn
+from ..networks import Generator
+from .training import DataFn, TrainConfig, finetune_copy, train
+from .world import TARGET_STYLES, new_toy_networks, paired_data_fn, pooled_data_fn
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "data"
@@ -103,9 +104,9 @@ def generator_config(name: str, plan: Plan, batch: int, train_d: bool) -> TrainC
     )
 
 
-def critic_config(plan: Plan, batch: int) -> TrainConfig:
-    """A D-only phase (G frozen): D learns to tell renders from G_s's samples, for 15% of G_s's budget."""
-    budget = None if plan.budget_s is None else 0.15 * plan.budget_s
+def critic_config(plan: Plan, batch: int, share: float = 0.15) -> TrainConfig:
+    """A D-only phase (G frozen): D learns to tell renders from G_s's samples, for ``share`` of G_s's budget."""
+    budget = None if plan.budget_s is None else share * plan.budget_s
     steps = max(1, plan.steps // 6)
     return TrainConfig(
         steps=steps,
@@ -146,7 +147,24 @@ def _final(history: list[dict[str, float]], key: str = "g_recon", last: int = 4)
     return round(sum(values) / len(values), 5) if values else None
 
 
-def build_generator(name: str, plan: Plan, out_dir: Path, device: torch.device, batch: int, progress: bool) -> dict:
+def data_for(G: Generator, style: str, batch: int, pool: int) -> DataFn:
+    """Paired data for G in ``style``: rendered every batch (``pool`` 0), or from a pool of ``pool`` renders
+    of which a quarter batch is re-rendered per step (see :func:`hrinv_nb.toy.world.pooled_data_fn`)."""
+    if pool <= 0:
+        return paired_data_fn(G, style)
+    return pooled_data_fn(G, style, pool_size=pool, fresh_per_call=max(1, batch // 4))
+
+
+def build_generator(
+    name: str,
+    plan: Plan,
+    out_dir: Path,
+    device: torch.device,
+    batch: int,
+    progress: bool,
+    critic_share: float = 0.15,
+    pool: int = 0,
+) -> dict:
     """Train G_s from scratch, or a G_t from ``<out_dir>/G_s.safetensors``; write the asset; return its record."""
     style = "photo" if name == "G_s" else name.removeprefix("G_t_")
     if name == "G_s":
@@ -161,17 +179,19 @@ def build_generator(name: str, plan: Plan, out_dir: Path, device: torch.device, 
     # trained afterwards in a D-only phase, and each G_t keeps G_s's D.
     concurrent_d = device.type == "cuda"
     cfg = generator_config(name, plan, batch, train_d=concurrent_d)
-    res = train(G, D, paired_data_fn(G, style), cfg, out_dir=out_dir / "_work" / name, progress=progress)
+    res = train(G, D, data_for(G, style, batch, pool), cfg, out_dir=out_dir / "_work" / name, progress=progress)
     G_final, D_final, extra = res.G_ema, res.D, {}
     if name == "G_s" and not concurrent_d:
-        ccfg = critic_config(plan, batch)
+        ccfg = critic_config(plan, batch, critic_share)
         G_frozen = copy.deepcopy(G_final)
         crit = train(
             G_frozen,
             D_final,
-            paired_data_fn(G_frozen, style),
+            data_for(G_frozen, style, batch, pool),
             ccfg,
-            out_dir=out_dir / "_work" / "G_s_critic",
+            # one critic state per G_s (by its step count): a longer G_s must not resume the critic of
+            # an earlier one, whose state would also restore that earlier G.
+            out_dir=out_dir / "_work" / f"G_s_critic_{res.steps}",
             progress=progress,
         )
         D_final = crit.D
@@ -193,6 +213,7 @@ def build_generator(name: str, plan: Plan, out_dir: Path, device: torch.device, 
         "images_seen": res.steps * cfg.batch,
         "final_l1": _final(res.history),
         "train_config": asdict(cfg),
+        "data": {"pool": pool, "fresh_per_step": max(1, batch // 4) if pool > 0 else batch},
         "history": res.history[:: max(1, len(res.history) // 40)],
     }
 
@@ -236,7 +257,14 @@ def build_network(name: str, plan: Plan, out_dir: Path, device: torch.device, pr
 
 
 def build(
-    names: tuple[str, ...], out_dir: Path, device: torch.device, plan: dict[str, Plan], batch: int, progress: bool
+    names: tuple[str, ...],
+    out_dir: Path,
+    device: torch.device,
+    plan: dict[str, Plan],
+    batch: int,
+    progress: bool,
+    critic_share: float = 0.15,
+    pool: int = 0,
 ) -> dict[str, dict]:
     """Build ``names`` in order into ``out_dir``; an asset that fails is reported and the others go on."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -250,7 +278,7 @@ def build(
             elif name == "G_s_inr":
                 record = build_inr(plan[name], out_dir, device, batch, progress)
             else:
-                record = build_generator(name, plan[name], out_dir, device, batch, progress)
+                record = build_generator(name, plan[name], out_dir, device, batch, progress, critic_share, pool)
         except Exception as err:  # keep going: one failed asset must not lose the others of a short GPU call
             print(f"{name}: FAILED after {time.perf_counter() - t0:.1f} s: {type(err).__name__}: {err}", flush=True)
             import traceback
@@ -277,6 +305,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--batch", type=int, default=None, help="generator batch size (default: 32 on a GPU, 16 on a CPU)"
     )
+    parser.add_argument(
+        "--critic-share", type=float, default=0.15, help="G_s's D-only critic phase on a CPU, as a share of its budget"
+    )
+    parser.add_argument(
+        "--pool",
+        type=int,
+        default=None,
+        help="generators train on a pool of this many paired renders, a quarter batch re-rendered per step "
+        "(default: 256 x batch; 0 renders every batch)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -296,10 +334,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: exists, skipped (use --force to rebuild)")
             continue
         if args.force:
-            shutil.rmtree(args.out_dir / "_work" / name, ignore_errors=True)
+            for work in args.out_dir.glob(f"_work/{name}") if name != "G_s" else args.out_dir.glob("_work/G_s*"):
+                shutil.rmtree(work, ignore_errors=True)
         todo.append(name)
     batch = args.batch or (32 if device.type == "cuda" else 16)
-    records = build(tuple(todo), args.out_dir, device, plan, batch, progress=not args.quiet)
+    pool = 256 * batch if args.pool is None else args.pool
+    records = build(
+        tuple(todo), args.out_dir, device, plan, batch, not args.quiet, critic_share=args.critic_share, pool=pool
+    )
     failed = sorted(k for k, v in records.items() if "failed" in v)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)

@@ -146,6 +146,49 @@ def paired_data_fn(G: Generator, style: str) -> Callable[[int, torch.Generator],
     return data_fn
 
 
+def pooled_data_fn(
+    G: Generator, style: str, pool_size: int, fresh_per_call: int, chunk: int = 64
+) -> Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]]:
+    """Like :func:`paired_data_fn`, but batches are drawn from a pool of ``pool_size`` paired renders.
+
+    Rendering costs about 40% of a toy training step on a CPU and most of it on a GPU, so each call
+    renders only ``fresh_per_call`` new samples into random pool slots and draws its batch from the
+    pool (a sample is seen about ``batch / fresh_per_call`` times). Each pooled sample keeps its z,
+    render and three texture maps together; the other noise inputs get fresh noise on every call
+    (the render does not depend on them). The pool lives on the generator's device and is filled
+    (in chunks of ``chunk``) on the first call, from the ``generator`` passed in: a resumed run
+    refills it from its restored random state, so it sees fresh samples rather than the exact
+    sequence an uninterrupted run would have seen.
+    """
+    assert pool_size >= 1 and 0 <= fresh_per_call <= pool_size, (pool_size, fresh_per_call)
+    layers = texture_noise_layers(G.img_resolution)
+    pool: dict[str, torch.Tensor] = {}
+
+    def render_samples(n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        parts: list[dict[str, torch.Tensor]] = []
+        for start in range(0, n, chunk):
+            b = min(chunk, n - start)
+            z = torch.randn([b, G.z_dim], generator=generator, device=generator.device)
+            real, noise = paired_batch(G, z, style, generator)
+            parts.append({"z": z, "real": real} | {k: noise[f"{layer}.noise_const"] for k, layer in layers.items()})
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    def data_fn(batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        if not pool:
+            pool.update(render_samples(pool_size, generator))
+        elif fresh_per_call > 0:
+            slots = torch.randperm(pool_size, generator=generator, device=generator.device)[:fresh_per_call]
+            for k, v in render_samples(fresh_per_call, generator).items():
+                pool[k][slots] = v
+        idx = torch.randint(pool_size, [batch], generator=generator, device=generator.device)
+        noise = draw_generator_noise(G, batch, generator)
+        for k, layer in layers.items():
+            noise[f"{layer}.noise_const"] = pool[k][idx]
+        return pool["z"][idx], pool["real"][idx], noise
+
+    return data_fn
+
+
 def steps_for_kimg(kimg: float, batch: int) -> int:
     """Number of optimisation steps that show ``kimg`` thousand images at ``batch``."""
     return int(math.ceil(kimg * 1000 / batch))
