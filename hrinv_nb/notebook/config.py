@@ -46,7 +46,6 @@ from typing import Any
 import torch
 
 from ..errors import HrinvError
-from ..files import from_env_reference
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "data"
@@ -376,30 +375,13 @@ def build_config(
 def asset_path(value: str, toy_name: str | None = None, *, what: str = "asset") -> Path:
     """Resolve an asset parameter: ``''`` → ``data/<toy_name>``; ``'$VAR'`` → that environment variable; else a path.
 
-    Raises ``FileNotFoundError`` naming the file, the variable and where to put it; nothing is downloaded.
+    One asset at a time; a notebook's configuration cell checks all of its assets at once with
+    :func:`hrinv_nb.notebook.assets.resolve_assets` (this is the same resolution). Raises
+    :class:`~hrinv_nb.notebook.assets.MissingAssetsError` (a ``FileNotFoundError``) naming the file,
+    the variable and where to put it; nothing is downloaded.
     """
-    if value == "":
-        if toy_name is None:
-            raise ParameterError(f"{what}: no path given and there is no embedded toy default; pass a local file")
-        path = DATA / toy_name
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"embedded toy asset {path} is missing; regenerate it with the command in data/README.md"
-            )
-        return path
-    value = from_env_reference(
-        value,
-        lambda var: (
-            f"{what}: the environment variable {var} is not set; download the file yourself (nothing is "
-            f"downloaded here), put it anywhere (e.g. {DATA / 'pretrained'}), and set {var}=/path/to/file, "
-            f"or pass the path as a parameter"
-        ),
-    )
-    path = Path(value).expanduser()
-    if not path.is_absolute() and not path.exists():
-        path = REPO / path
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{what}: file not found: {path} (put it there, or pass another path; nothing is downloaded)"
-        )
-    return path
+    from .assets import resolve_one
+
+    if value == "" and toy_name is None:
+        raise ParameterError(f"{what}: no path given and there is no embedded toy default; pass a local file")
+    return resolve_one(value, what, toy=toy_name)
