@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from .lso import LSOResult, concat_results, lso, split_result
 from .memory import default_batch_size, resolve_batch_size
 from .networks import Generator
 from .projector import project
-from .stream import StreamFileError, iter_chunks, npz_writer, open_store
+from .stream import ImageSource, StreamFileError, image_rows, iter_chunks, npz_writer, open_store
 
 
 @dataclass
@@ -48,18 +48,27 @@ class StyleGallery:
         return self.w.shape[0]
 
 
+def style_codes(
+    G_t: Generator, n: int, seed: int = 0, truncation_psi: float = 1.0, batch_size: int = 16
+) -> torch.Tensor:
+    """The W+ codes [n, num_ws, w_dim] of :func:`gallery_from_samples` without rendering their images."""
+    z = torch.randn([n, G_t.z_dim], generator=torch.Generator().manual_seed(seed)).to(next(G_t.parameters()).device)
+    with torch.no_grad():
+        w = torch.cat(
+            [G_t.mapping(z[i : i + batch_size], None, truncation_psi=truncation_psi) for i in range(0, n, batch_size)]
+        )
+    assert w.shape == (n, G_t.num_ws, G_t.w_dim), tuple(w.shape)
+    return w
+
+
 def gallery_from_samples(
     G_t: Generator, n: int, seed: int = 0, truncation_psi: float = 1.0, batch_size: int = 16
 ) -> StyleGallery:
-    """``n`` samples of ``G_t`` with their exact W+ codes (z from ``torch.Generator(seed)``)."""
-    z = torch.randn([n, G_t.z_dim], generator=torch.Generator().manual_seed(seed)).to(next(G_t.parameters()).device)
-    ws, imgs = [], []
+    """``n`` samples of ``G_t`` with their exact W+ codes (z from ``torch.Generator(seed)``, :func:`style_codes`)."""
+    w = style_codes(G_t, n, seed, truncation_psi, batch_size)
     with torch.no_grad():
-        for i in range(0, n, batch_size):
-            w = G_t.mapping(z[i : i + batch_size], None, truncation_psi=truncation_psi)
-            ws.append(w)
-            imgs.append(G_t.synthesis(w, noise_mode="const"))
-    return StyleGallery(torch.cat(ws), torch.cat(imgs), source=f"samples(seed={seed}, psi={truncation_psi})")
+        imgs = [G_t.synthesis(w[i : i + batch_size], noise_mode="const") for i in range(0, n, batch_size)]
+    return StyleGallery(w, torch.cat(imgs), source=f"samples(seed={seed}, psi={truncation_psi})")
 
 
 def gallery_from_images(
@@ -151,7 +160,7 @@ def stylize_pairs(
     method: str,
     *,
     pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
-    contents: torch.Tensor | None = None,
+    contents: torch.Tensor | ImageSource | None = None,
     gamma: Gamma | None = None,
     swap_res: int | None = None,
     run_lso: bool | None = None,
@@ -161,6 +170,7 @@ def stylize_pairs(
     progress: bool = True,
     out_dir: str | os.PathLike | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
+    image_format: str = "npz",
 ) -> Stylized | StreamedStylized:
     """Stylise contents ``w_s`` [N, num_ws, w_dim] (codes in G_s) with styles ``w_t`` [S, num_ws, w_dim] (in G_t).
 
@@ -169,14 +179,17 @@ def stylize_pairs(
     index) [P] each (default: all N·S, :func:`pair_indices`). Without LSO the mixed codes are rendered
     ``batch_size`` at a time. ``lerp_lso`` (or ``run_lso=True`` after any method, as Fig. 7 does) runs
     :func:`hrinv_nb.lso` towards ``contents`` [N, 3, H, W] on ``lso_batch_size`` pairs at a time, with
-    ``lso_kwargs``. Batch sizes ``None`` (or 0): what fits the device's free memory
+    ``lso_kwargs``; ``contents`` may also be anything sliced like such a tensor (``contents[a:b]``, e.g.
+    :class:`hrinv_nb.stream.ImageFiles`): only the current batch's content images are then in memory. Batch sizes ``None`` (or 0): what fits the device's free memory
     (:func:`hrinv_nb.memory.default_batch_size`, kinds ``render`` and ``lso``). The initial variables of
     all P problems are drawn at once (:func:`lso_initial_variables`), so a pair's result does not depend
     on the batching: with batches of all P it is exactly one ``lso`` call; smaller batches agree up to
     float summation order. (ε, with ``latent_noise_std`` > 0, is drawn per batch and so depends on the batching.)
 
     ``out_dir``: stream instead of keeping the images: every batch's pairs are written to that folder as
-    they are done (``items/<p>_pair.npz``: ``image``, ``mixed``, ``w``, ``w_mixed``; a metrics line per
+    they are done (``items/<p>_pair.npz``: ``image``, ``mixed``, ``w``, ``w_mixed``, the last two only
+    after LSO since they equal the first two without it; ``image_format='png'`` writes the images as
+    8-bit ``items/<p>_image.png`` / ``_mixed.png`` instead, about 1/8 of the disk; a metrics line per
     pair with its indices and LSO distances), and a rerun with the same folder and parameters skips the
     finished batches (:func:`hrinv_nb.stream.open_store`; other parameters raise
     :class:`hrinv_nb.stream.ResumeMismatchError`). Returns a :class:`StreamedStylized` then;
@@ -203,14 +216,18 @@ def stylize_pairs(
         )
     if int(ci.min()) < 0 or int(ci.max()) >= w_s.shape[0] or int(si.min()) < 0 or int(si.max()) >= w_t.shape[0]:
         raise HrinvError(f"pair indices out of range: {w_s.shape[0]} contents, {w_t.shape[0]} styles")
+    if image_format not in ("npz", "png"):
+        raise HrinvError(f"image_format must be 'npz' or 'png', got {image_format!r}")
+    resolution = (G_s.img_resolution, G_s.img_resolution)
     if run_lso:
         if contents is None:
             raise HrinvError("LSO needs the content images (its target)")
-        assert contents.ndim == 4 and contents.shape[0] == w_s.shape[0] and contents.shape[1] == 3, (
-            f"contents must be [{w_s.shape[0]},3,H,W], got {tuple(contents.shape)}"
+        first = contents[0:1]
+        assert len(contents) == w_s.shape[0] and first.ndim == 4 and first.shape[:2] == (1, 3), (
+            f"contents must be [{w_s.shape[0]},3,H,W] (or sliced like it), got {len(contents)} of {tuple(first.shape)}"
         )
+        resolution = tuple(first.shape[-2:])
     device = w_s.device
-    resolution = (G_s.img_resolution, G_s.img_resolution) if contents is None else tuple(contents.shape[-2:])
     kind = "lso" if run_lso else "render"
     explicit = (lso_batch_size or batch_size) if run_lso else batch_size
     m = mix(method, G_s, G_t, w_s[ci], w_t.to(w_s)[si], gamma=gamma, swap_res=swap_res)
@@ -233,18 +250,19 @@ def stylize_pairs(
         if not run_lso:
             with torch.no_grad():
                 return m.G_m.synthesis(m.w_m[idx], noise_mode="const"), m.w_m[idx], None
-        res = lso(m.G_m, m.w_m[idx], contents[ci[idx]], init=init[idx], progress=False, batch_size=stop - start, **kw)
+        target = image_rows(contents, ci[idx]).to(device)
+        res = lso(m.G_m, m.w_m[idx], target, init=init[idx], progress=False, batch_size=stop - start, **kw)
         return res.image, res.w, res
 
     if out_dir is not None:
         params = {
             "G_s": G_s, "G_t": G_t, "w_s": w_s, "w_t": w_t, "method": method, "content_index": ci,
             "style_index": si, "contents": contents if run_lso else None, "gamma": gamma, "swap_res": swap_res,
-            "run_lso": run_lso, "lso_kwargs": kw, "init": init, "device": str(device),
+            "run_lso": run_lso, "lso_kwargs": kw, "init": init, "device": str(device), "image_format": image_format,
         }  # fmt: skip
         return _stream_pairs(
             out_dir, params, n, explicit or None, lambda: default_batch_size(kind, resolution, device),
-            run, m, ci, si, progress, on_chunk,
+            run, m, ci, si, progress, on_chunk, image_format,
         )  # fmt: skip
     step = resolve_batch_size(explicit or None, kind, resolution, device)
     if not run_lso:
@@ -272,7 +290,8 @@ def stylize_pairs(
 class StreamedStylized:
     """Stylised pairs streamed to ``folder`` by :func:`stylize_pairs` (``out_dir``): the indices, the
     schedule and per-pair ``records`` in memory; images and codes read from disk (:meth:`pair`,
-    :meth:`iter_images`, :meth:`load_w`). ``computed``: the batches this call ran (not the resumed ones)."""
+    :meth:`image`, :meth:`iter_images`, :meth:`load_w`). ``computed``: the batches this call ran (not the
+    resumed ones)."""
 
     folder: Path
     content_index: torch.Tensor
@@ -287,36 +306,76 @@ class StreamedStylized:
 
     def pair(self, index: int) -> dict[str, torch.Tensor]:
         """Pair ``index``'s ``image``, ``mixed`` ([1, 3, H, W]), ``w`` and ``w_mixed`` ([1, num_ws, w_dim])."""
-        return load_pair(self.folder / self.records[index]["file"])
+        return load_pair(self.folder, self.records[index])
 
-    def iter_images(self, batch: int = 16, key: str = "image") -> Iterator[torch.Tensor]:
-        """``key`` (``image`` or ``mixed``) of every pair in order, ``batch`` at a time ([b, 3, H, W] each)."""
+    def image(self, index: int, key: str = "image") -> torch.Tensor:
+        """Pair ``index``'s ``image`` or ``mixed`` [1, 3, H, W] alone (the codes are not read)."""
+        return load_pair(self.folder, self.records[index], keys=(key,))[key]
+
+    def iter_images(
+        self, batch: int = 16, key: str = "image", indices: Sequence[int] | None = None
+    ) -> Iterator[torch.Tensor]:
+        """``key`` (``image`` or ``mixed``) of every pair (or of ``indices``) in order, ``batch`` at a time
+        ([b, 3, H, W] each): at most ``batch`` images are in memory."""
         assert key in ("image", "mixed"), key
-        for start in range(0, len(self), batch):
-            yield torch.cat([self.pair(i)[key] for i in range(start, min(start + batch, len(self)))])
+        assert batch >= 1, batch
+        chosen = list(range(len(self))) if indices is None else [int(i) for i in indices]
+        for start in range(0, len(chosen), batch):
+            yield torch.cat([self.image(i, key) for i in chosen[start : start + batch]])
 
     def load_w(self, key: str = "w") -> torch.Tensor:
         """``w`` or ``w_mixed`` of every pair [P, num_ws, w_dim]."""
         assert key in ("w", "w_mixed"), key
-        return torch.cat([self.pair(i)[key] for i in range(len(self))])
+        return torch.cat([load_pair(self.folder, r, keys=(key,))[key] for r in self.records])
 
 
 _PAIR_KEYS = ("image", "mixed", "w", "w_mixed")
+_SAME_WITHOUT_LSO = {"mixed": "image", "w_mixed": "w"}  # keys a pair without LSO does not store
 
 
-def load_pair(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A streamed pair file (``image``, ``mixed``, ``w``, ``w_mixed`` float arrays), read without pickle."""
+def load_pair(
+    folder: str | os.PathLike, record: dict[str, Any], keys: Sequence[str] = _PAIR_KEYS
+) -> dict[str, torch.Tensor]:
+    """The ``keys`` of a streamed pair (its metrics ``record`` names the files in ``folder``), read without pickle.
+
+    Codes come from the pair's ``.npz``; images from it too, or from 8-bit PNGs (``image_format='png'``).
+    Without LSO ``mixed`` is ``image`` and ``w_mixed`` is ``w`` (stored once).
+    """
+    from .images import load_image
+
+    folder = Path(folder)
+    unknown = set(keys) - set(_PAIR_KEYS)
+    assert not unknown, f"unknown pair keys {sorted(unknown)}"
+    path = folder / record["file"]
+    single = record.get("lso") is False  # (folders written before the "lso" flag stored all four keys)
+    stored = {k: _SAME_WITHOUT_LSO.get(k, k) if single else k for k in keys}
+    arrays: dict[str, torch.Tensor] = {}
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {k: torch.from_numpy(np.array(data[k])) for k in _PAIR_KEYS}
+            for key, source in stored.items():
+                if source in record.get("png", {}):
+                    png = folder / record["png"][source]
+                    arrays[key] = load_image(png, crop=False, min_short_side=1)
+                else:
+                    arrays[key] = torch.from_numpy(np.array(data[source]))
     except (OSError, KeyError, ValueError) as err:
-        raise StreamFileError(f"{path}: not a streamed pair .npz ({err})") from err
+        raise StreamFileError(f"{path}: not a streamed pair ({err})") from err
     for key, value in arrays.items():
         if value.ndim not in (3, 4) or value.shape[0] != 1 or not value.is_floating_point():
             raise StreamFileError(
                 f"{path}: {key} must be a float [1, ...] array, got {value.dtype} {tuple(value.shape)}"
             )
     return arrays
+
+
+def _png_writer(image: torch.Tensor) -> Callable[[str], None]:
+    """A writer of one image [1, 3, H, W] in [-1, 1] as an 8-bit PNG for :func:`hrinv_nb.files.atomic_write`."""
+    from PIL import Image
+
+    from .images import to_uint8
+
+    pil = Image.fromarray(to_uint8(image))
+    return lambda tmp: pil.save(tmp, format="PNG")
 
 
 def _stream_pairs(
@@ -331,6 +390,7 @@ def _stream_pairs(
     si: torch.Tensor,
     progress: bool,
     on_chunk: Callable[[int, int], None] | None,
+    image_format: str = "npz",
 ) -> StreamedStylized:
     """Run the batches of :func:`stylize_pairs` that ``out_dir`` does not hold yet, writing each as it is done."""
     store = open_store(out_dir, "stylize_pairs", params, n, batch_size, default)
@@ -340,27 +400,31 @@ def _stream_pairs(
         if record is not None:
             continue
         images, w, res = run(start, stop)
-        if res is not None:
-            mixed = res.mixed_image
-        else:
-            mixed = images
         files, items = [], []
         for j in range(stop - start):
             p = start + j
             path = store.item_path(p, "pair.npz")
-            arrays = {
-                "image": images[j : j + 1].float(),
-                "mixed": mixed[j : j + 1].float(),
-                "w": w[j : j + 1].float(),
-                "w_mixed": m.w_m[p : p + 1].float(),
-            }
-            files.append((path, npz_writer(arrays)))
+            arrays = {"w": w[j : j + 1].float()}
+            pictures = {"image": images[j : j + 1].float()}
+            if res is not None:
+                arrays["w_mixed"] = m.w_m[p : p + 1].float()
+                pictures["mixed"] = res.mixed_image[j : j + 1].float()
             item: dict[str, Any] = {
                 "index": p,
                 "content": int(ci[p]),
                 "style": int(si[p]),
                 "file": str(path.relative_to(store.folder)),
+                "lso": res is not None,
             }
+            if image_format == "png":
+                item["png"] = {}
+                for key, picture in pictures.items():
+                    png = store.item_path(p, f"{key}.png")
+                    files.append((png, _png_writer(picture)))
+                    item["png"][key] = str(png.relative_to(store.folder))
+            else:
+                arrays.update(pictures)
+            files.append((path, npz_writer(arrays)))
             if res is not None:
                 item["offset_norm"] = float(res.offset[j].flatten().norm())
                 for key, values in res.distances.items():

@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -348,3 +348,32 @@ class ImageFiles:
     def fingerprint(self) -> dict[str, Any]:
         stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in self.files]
         return {"size": self.size, "files": stats, **self.options}
+
+
+@runtime_checkable
+class ImageSource(Protocol):
+    """Images read a slice at a time: ``len(source)`` images, ``source[a:b]`` -> [b-a, 3, H, W] in [-1, 1].
+
+    A tensor is one; so is :class:`ImageFiles` (only the slice asked for is loaded).
+    """
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: slice) -> torch.Tensor: ...
+
+
+def image_rows(images: torch.Tensor | ImageSource, index: torch.Tensor | Sequence[int]) -> torch.Tensor:
+    """``images[index]`` [len(index), 3, H, W] of a tensor or an :class:`ImageSource` (each distinct row read once)."""
+    index = torch.as_tensor(index).long().reshape(-1).cpu()
+    if isinstance(images, torch.Tensor):
+        return images[index.to(images.device)]
+    distinct, inverse = torch.unique(index, return_inverse=True)
+    rows = torch.cat([images[i : i + 1] for i in distinct.tolist()])
+    return rows[inverse]
+
+
+def iter_batches(images: torch.Tensor | ImageSource, batch: int) -> Iterator[torch.Tensor]:
+    """``images`` in order, ``batch`` at a time ([b, 3, H, W] each; an :class:`ImageSource` is read slice by slice)."""
+    assert batch >= 1, batch
+    for start in range(0, len(images), batch):
+        yield images[start : start + batch]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_generator
@@ -295,3 +296,35 @@ def test_study_helpers_stream_like_in_memory(G, tmp_path):
     assert inv_s.images is None and inv_s.stream is not None
     assert torch.equal(inv_s.w, cd.invert_contents(G, targets, loss="mse", num_steps=2, progress=False).w)
     assert inv.w.shape == inv_s.w.shape
+
+
+def test_stylize_pairs_png_images_and_contents_from_files(gens, codes, tmp_path):
+    """``image_format='png'``: 8-bit images beside the codes; contents read as files a batch at a time."""
+    from hrinv_nb.images import load_image
+    from hrinv_nb.stream import image_rows, iter_batches
+
+    G_s, G_t = gens
+    w_s, contents, w_t = codes
+    files = [save_image(contents[i : i + 1], tmp_path / "in" / f"{i}.png") for i in range(2)]
+    source = ImageFiles(files, contents.shape[-1], min_short_side=1)
+    quantised = torch.cat([load_image(f, crop=False, min_short_side=1) for f in files])
+    assert torch.equal(image_rows(source, torch.tensor([1, 0, 1])), quantised[[1, 0, 1]])
+    assert torch.equal(image_rows(quantised, [1, 1]), quantised[[1, 1]])
+    assert [b.shape[0] for b in iter_batches(source, 1)] == [1, 1]
+    kw = dict(lso_kwargs=LSO_KW, lso_batch_size=4, progress=False)
+    exact = stylize_pairs(G_s, G_t, w_s, w_t, "lerp_lso", contents=quantised, out_dir=tmp_path / "npz", **kw)
+    png = stylize_pairs(
+        G_s, G_t, w_s, w_t, "lerp_lso", contents=source, out_dir=tmp_path / "png", image_format="png", **kw
+    )
+    assert torch.equal(png.load_w(), exact.load_w()) and torch.equal(png.load_w("w_mixed"), exact.load_w("w_mixed"))
+    for key in ("image", "mixed"):
+        a, b = torch.cat(list(png.iter_images(4, key))), torch.cat(list(exact.iter_images(4, key)))
+        assert (a - b.clamp(-1, 1)).abs().max() <= 1 / 127.5 + 1e-6, key
+    assert sorted(p.name for p in (tmp_path / "png" / "items").iterdir())[:3] == [
+        "000000_image.png", "000000_mixed.png", "000000_pair.npz"
+    ]  # fmt: skip
+    with pytest.raises(ResumeMismatchError, match="image_format"):
+        stylize_pairs(G_s, G_t, w_s, w_t, "lerp_lso", contents=source, out_dir=tmp_path / "png", **kw)
+    plain = stylize_pairs(G_s, G_t, w_s, w_t, "lerp", out_dir=tmp_path / "plain", progress=False)
+    assert sorted(np.load(tmp_path / "plain" / plain.records[0]["file"]).files) == ["image", "w"]  # stored once
+    assert torch.equal(plain.image(0, "mixed"), plain.image(0)) and torch.equal(plain.load_w("w_mixed"), plain.load_w())
