@@ -4,11 +4,19 @@ Embeddings are unit-norm face-identity features (ArcFace IR-SE-50 for real faces
 identity embedder). The distance is the squared Euclidean distance; each stylised image is assigned
 the content whose embedding is nearest (brute force), and top-1 is the fraction assigned to their
 own source. The "threshold" variant also fails a match whose nearest distance exceeds ``threshold``.
+
+Streamed runs (:func:`hrinv_nb.gallery.stylize_pairs` with ``out_dir``) are scored from disk:
+:func:`embed_batches` embeds images chunk by chunk (only one chunk of images is ever in memory; the
+embeddings, [M, d], are small) and :func:`id_retrieval_batches` ranks them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import torch
+
+Embedder = Callable[[torch.Tensor], torch.Tensor]
 
 
 def id_retrieval(
@@ -59,3 +67,33 @@ def identity_judge(embed):
         return float(identity_distance(embed, a, b).mean())
 
     return judge
+
+
+def embed_batches(embed: Embedder, batches: Iterable[torch.Tensor]) -> torch.Tensor:
+    """``embed`` of every image of ``batches`` (each [b, 3, H, W]), one batch at a time, without gradients.
+
+    Returns the embeddings [M, d] (float32, on the CPU) in order. Peak memory is one batch of images and
+    its activations: feed it a reader such as :meth:`hrinv_nb.gallery.StreamedStylized.iter_images`.
+    """
+    out = []
+    with torch.no_grad():
+        for batch in batches:
+            assert batch.ndim == 4 and batch.shape[1] == 3, f"expected [b,3,H,W] batches, got {tuple(batch.shape)}"
+            emb = embed(batch)
+            assert emb.shape[0] == batch.shape[0], f"{emb.shape[0]} embeddings for {batch.shape[0]} images"
+            out.append(emb.detach().flatten(1).to("cpu", torch.float32))
+            del batch, emb
+    if not out:
+        raise ValueError("embed_batches: no images")
+    return torch.cat(out)
+
+
+def id_retrieval_batches(
+    embed: Embedder,
+    content_emb: torch.Tensor,
+    batches: Iterable[torch.Tensor],
+    stylized_labels: torch.Tensor,
+    threshold: float = 1.5,
+) -> dict[str, float]:
+    """:func:`id_retrieval` of stylised images read ``batches`` at a time (see :func:`embed_batches`)."""
+    return id_retrieval(content_emb.to("cpu", torch.float32), embed_batches(embed, batches), stylized_labels, threshold)
