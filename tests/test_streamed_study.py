@@ -184,7 +184,7 @@ def test_study_refuses_other_parameters(world, tmp_path):
     _run(world, folder, settings=small, styles=_styles(one))
     seen, loads = [], []
     cases = [
-        ("settings", dict(settings=StudySettings(**{**small.__dict__, "lso_steps": 3}), styles=_styles(one, loads))),
+        ("lso_steps", dict(settings=StudySettings(**{**small.__dict__, "lso_steps": 3}), styles=_styles(one, loads))),
         ("styles", dict(settings=small, styles=_styles(one, loads, key_suffix="-retrained"))),
         ("contents", dict(settings=small, styles=_styles(one, loads), contents=contents.flip(0))),
         ("n_items", dict(settings=small, styles=_styles(G_ts, loads))),  # one more style

@@ -235,14 +235,14 @@ def run_study(
     memory default, :func:`hrinv_nb.memory.default_batch_size`; a resume keeps the folder's). ``read_batch``:
     images per batch when reading back. ``on_chunk(stage, start, stop)`` is called after every batch
     computed (stages ``projection``, ``<style>/<method folder>``, and ``styles`` after each finished style);
-    ``log`` receives one line per style.
+    ``log`` receives a line for the projection and one per style.
     """
     n = _check_inputs(G_s, contents, styles, spaces, settings, inception)
     s = settings
     work = Path(work_dir)
     params = {
         "G_s": G_s, "contents": contents, "styles": list(styles), "identity": identity, "spaces": list(spaces),
-        "settings": s, "inception": inception,
+        "inception": inception, **{f: getattr(s, f) for f in s.__dataclass_fields__},  # a mismatch names the setting
     }  # fmt: skip
     store = open_store(work, KIND, params, len(styles), 1, lambda: 1)
     batch = batch_size or None
@@ -261,6 +261,11 @@ def run_study(
     for start, recon in zip(range(0, n, read_batch), proj.iter_images(read_batch)):
         psnrs += psnr_per_sample(recon, contents[start : start + read_batch].to(recon))
     id_proj = id_retrieval(content_emb, embed_batches(identity.embed, proj.iter_images(read_batch)), torch.arange(n))
+    if log is not None:
+        log(
+            f"projection: PSNR {np.mean(psnrs):.2f} dB, ID retrieval of the reconstructions {id_proj['top1']:.1%}"
+            + (f" (computed {len(proj.computed)} batches)" if proj.computed else " (read back from the folder)")
+        )
 
     results: dict[str, dict[str, dict[str, float]]] = {}
     examples: dict[str, dict[str, torch.Tensor]] = {}
@@ -396,6 +401,15 @@ def _run_style(
     return row, {label: img.float().contiguous() for label, img in shown.items()}
 
 
+def file_key(path: str | os.PathLike | None) -> dict[str, Any] | None:
+    """A weight file's name, size and modification time (``None`` for none): a :class:`FeatureSpace` or
+    :class:`StyleInputs` key, so that a resume notices a replaced file."""
+    if path is None:
+        return None
+    stat = Path(path).stat()
+    return {"file": Path(path).name, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
 __all__ = [
     "METHODS",
     "FeatureSpace",
@@ -403,6 +417,7 @@ __all__ = [
     "StudySettings",
     "StyleInputs",
     "features",
+    "file_key",
     "folder_fingerprint",
     "run_study",
 ]
