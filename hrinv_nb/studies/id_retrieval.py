@@ -338,22 +338,23 @@ def _run_style(
 ) -> tuple[dict[str, dict[str, float]], dict[str, torch.Tensor]]:
     """Stylise (streamed, resumable) and score one style; returns its row of scores and its example images."""
     n = proj.w.shape[0]
+    w_s = proj.w.to(next(G_s.parameters()).device)  # (read from disk: on the CPU)
     G_t = style.load_G_t()
     w_t = style_codes(G_t, s.n_styles, seed=s.seed + 100 * k)
     folder = work / style.name
     common = dict(progress=progress, image_format=s.image_format)
     swap = stylize_pairs(
-        G_s, G_t, proj.w, w_t, "layer_swap", pairs=(torch.arange(n), torch.zeros(n, dtype=torch.long)),
+        G_s, G_t, w_s, w_t, "layer_swap", pairs=(torch.arange(n), torch.zeros(n, dtype=torch.long)),
         batch_size=batch, out_dir=folder / "layer_swap", on_chunk=hook(f"{style.name}/layer_swap"), **common,
     )  # fmt: skip
     lerp = stylize_pairs(
-        G_s, G_t, proj.w, w_t, "lerp", batch_size=batch, out_dir=folder / "lerp", on_chunk=hook(f"{style.name}/lerp"),
+        G_s, G_t, w_s, w_t, "lerp", batch_size=batch, out_dir=folder / "lerp", on_chunk=hook(f"{style.name}/lerp"),
         **common,
     )  # fmt: skip
     ci, si = pair_indices(n, s.n_styles)
     lso_pairs = (ci[si < s.lso_styles], si[si < s.lso_styles])
     lso = stylize_pairs(
-        G_s, G_t, proj.w, w_t, "lerp_lso", contents=contents, pairs=lso_pairs, lso_batch_size=batch,
+        G_s, G_t, w_s, w_t, "lerp_lso", contents=contents, pairs=lso_pairs, lso_batch_size=batch,
         lso_kwargs={"num_steps": s.lso_steps, "loss": s.lso_loss, "reg_weight": s.reg_weight, "seed": s.seed},
         out_dir=folder / "lerp_lso", on_chunk=hook(f"{style.name}/lerp_lso"), **common,
     )  # fmt: skip
