@@ -31,6 +31,8 @@ CelebA-HQ's ``0.jpg … 29999.jpg`` need). Nothing is ever downloaded.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -145,6 +147,12 @@ class ResolvedAssets(dict):
         self.reasons = dict(reasons)
         self.unavailable = {name: self.reasons[name] for name in unavailable}
 
+    def mark_unavailable(self, name: str, reason: str) -> None:
+        """Record that the optional asset ``name`` turned out unusable (e.g. a first try of its metric failed)."""
+        self[name] = None
+        self.reasons[name] = reason
+        self.unavailable[name] = reason
+
     def note(self, name: str) -> str:
         """The line a notebook prints for ``name``: its path, or ``unavailable: <reason>`` / the reason."""
         path = self[name]
@@ -181,22 +189,17 @@ def _variable_of(value: str) -> str | None:
     return value[1:].strip("{}") if value.startswith("$") else None
 
 
-def _expected(need: Need, var: str | None) -> str:
-    """``what`` and, where the variable is known, what it must point at."""
-    if var and var in VARIABLES:
-        return f"{need.what}: {VARIABLES[var]}"
-    return need.what
-
-
 def _where(name: str, need: Need, var: str | None) -> str:
-    """Where to put the missing item (a sentence)."""
-    thing = "folder" if need.kind == "dir" else "file"
+    """What goes there (for a known variable) and where to put it (sentences)."""
+    known = f"{var} must name {VARIABLES[var]}. " if var in VARIABLES else ""
     if need.kind == "dir":
-        put = f"Point {var} at the folder" if var else "Give the folder"
-        return f"{put} (see {README_DATA}), or pass another folder as {name}."
+        put = f"Point {var} at the folder" if var else "Give an existing folder"
+        return f"{known}{put} (see {README_DATA}), or pass another folder as {name}."
     if var:
-        return f"Put the {thing} anywhere (e.g. {PRETRAINED}/) and set {var}=/path/to/it, or pass the path as {name}."
-    return f"Put the {thing} at that path, or pass another path as {name}."
+        return (
+            f"{known}Put the file anywhere (e.g. {PRETRAINED}/) and set {var}=/path/to/it, or pass the path as {name}."
+        )
+    return f"Put the file at that path, or pass another path as {name}."
 
 
 class _Missing(Exception):
@@ -220,7 +223,7 @@ def _check_folder(name: str, need: Need, path: Path, shown: str, var: str | None
 def _locate(name: str, need: Need) -> tuple[Path | None, str]:
     """``(path, '')``, or ``(None, reason)`` for a value that needs no file; raises :class:`_Missing`."""
     value = need.value
-    shown = f"{name} = {value!r} ({_expected(need, _variable_of(value))})"
+    shown = f"{name} = {value!r} ({need.what})"
     if value in need.off:
         return None, f"switched off ({name}={value!r})"
     if value == "":
@@ -299,19 +302,31 @@ def resolve_one(value: str, what: str, *, toy: str | None = None, kind: Kind = "
     return path
 
 
-def work_folder(value: str, notebook: str) -> Path | None:
-    """A notebook's ``work_dir`` parameter: ``''`` → ``None`` (nothing streamed, everything in memory);
-    ``'auto'`` → ``runs/work/<notebook>`` in the repository (``runs/`` is not committed); else that folder
-    (``$VAR`` and ``~`` expanded, relative paths from the repository root). The folder is created."""
+# Parameters that do not change a notebook's results (left out of the ``auto`` work folder's name).
+NOT_RESULTS = ("work_dir", "figures_dir", "threads")
+
+
+def work_folder(value: str, notebook: str, parameters: Mapping[str, object] | None = None) -> Path | None:
+    """The folder where a notebook streams its long loops, from its ``work_dir`` parameter (created).
+
+    ``''`` → ``None`` (nothing streamed, everything in memory). Otherwise ``<base>/<notebook>``, so that
+    one ``-p work_dir`` given to the main job for several notebooks never mixes their runs: ``'auto'``
+    takes ``runs/work`` in the repository as ``<base>`` (``runs/`` is not committed) and adds ``<key>``, a
+    short hash of ``parameters`` (all but :data:`NOT_RESULTS`; none without them): a rerun with the same
+    parameters finds its folder and resumes, other parameters get a folder of their own. Any other value is
+    ``<base>`` itself (``$VAR`` and ``~`` expanded, relative paths from the repository root).
+    """
     if value == "":
         return None
     if value == "auto":
         path = REPO / "runs" / "work" / notebook
+        if parameters is not None:
+            kept = {k: v for k, v in parameters.items() if k not in NOT_RESULTS}
+            path = path / hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
     else:
         raw = from_env_reference(value, lambda var: f"work_dir: the environment variable {var} is not set")
-        path = Path(raw).expanduser()
-        if not path.is_absolute():
-            path = REPO / path
+        base = Path(raw).expanduser()
+        path = (base if base.is_absolute() else REPO / base) / notebook
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -326,3 +341,12 @@ def world_of(*generators: Path | None) -> str:
     if all(toy):
         return "the toy world"
     return "real weights" if not any(toy) else "toy and real weights"
+
+
+def torchvision_vgg16() -> Path:
+    """The torchvision VGG16 file that :func:`hrinv_nb.metrics.lpips` reads when given none
+    (``$HRINV_TORCHVISION_VGG16``, then the torch hub cache): a :class:`Need`'s ``fallback`` for an LPIPS
+    metric parameter left ``''``. Without one it raises :class:`hrinv_nb.metrics.MetricUnavailable`."""
+    from ..metrics import _torchvision_vgg16_path
+
+    return _torchvision_vgg16_path(None)

@@ -12,16 +12,18 @@ restores. (Content × style pairs are mixed and optimised by :func:`hrinv_nb.gal
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from ..files import from_env_reference, natural_key
+from ..gallery import StreamedStylized, Stylized
 from ..losses import PerceptualLoss, hooked_features, imagenet_normalise, vgg16_trunk
 from ..lso import EARLY_ROWS  # noqa: F401  (re-exported for the notebooks)
 from ..networks import Generator
 from ..projector import StreamedProjection, project_batch, project_stream
+from ..stream import ImageSource
 
 GRAM_LAYERS = (2, 7, 14)  # conv1_2, conv2_2, conv3_3: low-level texture statistics
 
@@ -36,10 +38,25 @@ class Inversions:
     batched: bool
     stream: StreamedProjection | None = None
 
+    def __len__(self) -> int:
+        return int(self.w.shape[0])
+
+    def image(self, index: int) -> torch.Tensor:
+        """Reconstruction ``index`` [1, 3, H, W], from memory or from the stream's folder."""
+        if self.images is not None:
+            return self.images[index : index + 1]
+        assert self.stream is not None, "neither images nor a stream"
+        return self.stream.image(index).float()
+
+    def iter_images(self, batch: int = 16) -> Iterator[torch.Tensor]:
+        """The reconstructions in order, ``batch`` at a time ([b, 3, H, W]; at most ``batch`` read from disk)."""
+        for start in range(0, len(self), batch):
+            yield torch.cat([self.image(i) for i in range(start, min(start + batch, len(self)))])
+
 
 def invert_contents(
     G: Generator,
-    contents: torch.Tensor,
+    contents: torch.Tensor | ImageSource,
     *,
     loss: PerceptualLoss | str,
     num_steps: int,
@@ -52,18 +69,58 @@ def invert_contents(
 
     Uses :func:`hrinv_nb.projector.project_batch` (independent per-sample problems) in batches of
     ``batch_size`` (``None``: the memory default). With ``out_dir`` the codes and reconstructions are
-    streamed to that folder (:func:`hrinv_nb.projector.project_stream`, resumable) and not kept in memory.
+    streamed to that folder (:func:`hrinv_nb.projector.project_stream`, resumable) and not kept in memory;
+    ``contents`` may then be any :class:`hrinv_nb.stream.ImageSource` (e.g. ``ImageFiles``: one batch of
+    images in memory). Without ``out_dir`` an ImageSource is read whole.
     """
-    assert contents.ndim == 4 and contents.shape[1] == 3, f"contents must be [N,3,H,W], got {tuple(contents.shape)}"
+    if out_dir is None and not isinstance(contents, torch.Tensor):
+        contents = contents[0 : len(contents)]
+    first = contents[0:1]
+    assert first.ndim == 4 and first.shape[1] == 3, f"contents must be [N,3,H,W], got {tuple(first.shape)}"
     options = dict(loss=loss, num_steps=num_steps, optimize_noise=False, seed=seed, progress=progress)
     if out_dir is not None:
         stream = project_stream(G, contents, out_dir, batch_size=batch_size, **options)
-        assert stream.w.shape == (contents.shape[0], G.num_ws, G.w_dim) and torch.isfinite(stream.w).all()
+        assert stream.w.shape == (len(contents), G.num_ws, G.w_dim) and torch.isfinite(stream.w).all()
         return Inversions(w=stream.w, images=None, batched=True, stream=stream)
     res = project_batch(G, contents, batch_size=batch_size, **options)
     w, images, batched = res.w, res.images, True
     assert w.shape == (contents.shape[0], G.num_ws, G.w_dim) and torch.isfinite(w).all()
     return Inversions(w=w.detach(), images=images.detach(), batched=batched)
+
+
+def pair_image(result: Stylized | StreamedStylized, index: int, key: str = "image") -> torch.Tensor:
+    """Pair ``index``'s ``image`` (the method's output) or ``mixed`` (before LSO) [1, 3, H, W] of a
+    stylisation held in memory or streamed to a folder (:func:`hrinv_nb.gallery.stylize_pairs`)."""
+    assert key in ("image", "mixed"), key
+    if isinstance(result, StreamedStylized):
+        return result.image(index, key).float()
+    images = result.images if key == "image" else result.mixed
+    return images[index : index + 1]
+
+
+def iter_pair_images(
+    result: Stylized | StreamedStylized, batch: int = 16
+) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
+    """``(start, stop, mixed, image)`` for the pairs of a stylisation in order, ``batch`` at a time: the
+    images before and after LSO ([stop - start, 3, H, W] each), from memory or read from the stream's
+    folder (then at most ``batch`` pairs are in memory)."""
+    assert batch >= 1, batch
+    n = len(result)
+    for start in range(0, n, batch):
+        stop = min(start + batch, n)
+        if isinstance(result, StreamedStylized):
+            mixed = torch.cat([pair_image(result, i, "mixed") for i in range(start, stop)])
+            image = torch.cat([pair_image(result, i, "image") for i in range(start, stop)])
+        else:
+            mixed, image = result.mixed[start:stop], result.images[start:stop]
+        yield start, stop, mixed, image
+
+
+def pair_codes(result: Stylized | StreamedStylized) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(w, w_mixed)`` [P, num_ws, w_dim] each: the codes after and before LSO of every pair."""
+    if isinstance(result, StreamedStylized):
+        return result.load_w("w"), result.load_w("w_mixed")
+    return result.w, result.w_mixed
 
 
 def dilate_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
@@ -147,30 +204,21 @@ def load_contents(content_dir: str, n: int, size: int, seed: int) -> tuple[torch
     """``n`` content images [n, 3, size, size] with head masks [n, 1, size, size] and a label of their origin.
 
     ``content_dir == ''``: held-out photo renders ``render_from_seed(seed, n)`` and the renderer's head
-    masks (use seeds >= 1000). Otherwise the first ``n`` images (sorted by name) of that folder, centre-
-    cropped and resized, with :func:`ellipse_mask` as the mask (``'$VAR'`` names an environment variable).
+    masks (use seeds >= 1000). Otherwise the first ``n`` images of that folder in numeric order
+    (:func:`hrinv_nb.notebook.assets.image_files`), centre-cropped and resized, with :func:`ellipse_mask`
+    as the mask (``'$VAR'`` names an environment variable).
     """
-    from pathlib import Path
 
     from ..images import load_image
+    from ..notebook.assets import image_files, resolve_one
     from ..toy.render import render_from_seed
 
     assert n >= 1, n
     if not content_dir:
         imgs, masks = render_from_seed(seed, n, style="photo", size=(size, size), return_mask=True)
         return imgs, masks, f"photo renders (seed {seed}), renderer head masks"
-    content_dir = from_env_reference(
-        content_dir,
-        lambda var: (
-            f"content_dir: the environment variable {var} is not set; point it at a local folder "
-            f"of face images (nothing is downloaded)"
-        ),
-    )
-    folder = Path(content_dir).expanduser()
-    if not folder.is_dir():
-        raise FileNotFoundError(f"content_dir: {folder} is not a folder of images")
-    images = (p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
-    files = sorted(images, key=lambda p: natural_key(p.name))[:n]  # 2.jpg before 10.jpg
+    folder = resolve_one(content_dir, "content_dir", kind="dir")
+    files = image_files(folder)[:n]  # numeric order: 2.jpg before 10.jpg (CelebA-HQ's 0.jpg ... 29999.jpg)
     if len(files) < n:
         raise FileNotFoundError(f"{folder}: found {len(files)} images, need {n}")
     imgs = torch.cat([load_image(p, size=size) for p in files])

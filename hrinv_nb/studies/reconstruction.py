@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +43,16 @@ class StudyRow:
 
     def mean(self, key: str) -> float:
         return float(np.mean(self.measures[key]))
+
+    def __len__(self) -> int:
+        return len(next(iter(self.measures.values())))
+
+    def image(self, index: int) -> torch.Tensor:
+        """Reconstruction ``index`` [1, 3, H, W]: from memory, or read from the row's stream folder."""
+        if self.images is not None:
+            return self.images[index : index + 1]
+        assert isinstance(self.result, StreamedProjection), f"{self.label}: no images in memory and no stream"
+        return self.result.image(index).float()
 
     def sem(self, key: str) -> float:
         """Standard error of the mean over samples (0 for one sample)."""
@@ -128,6 +140,16 @@ def run_row(
     settings = {k: v for k, v in project_kwargs.items() if isinstance(v, (int, float, str, bool))}
     settings["loss"] = loss if isinstance(loss, str) else getattr(loss, "name", type(loss).__name__)
     return StudyRow(label, images, measures, seconds, result, settings, cpu_seconds)
+
+
+def row_dir(work_dir: str | os.PathLike | None, label: str) -> Path | None:
+    """The stream folder of the row ``label`` under ``work_dir`` (``None`` without one: the row stays in
+    memory): ``label`` with every run of characters other than letters, digits, ``+`` and ``-`` as ``_``."""
+    if work_dir is None:
+        return None
+    slug = re.sub(r"[^A-Za-z0-9+-]+", "_", label).strip("_")
+    assert slug, f"row label {label!r} gives no folder name"
+    return Path(work_dir) / slug
 
 
 def paired(a: StudyRow, b: StudyRow, key: str) -> PairedDifference:
