@@ -99,11 +99,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
 # Notebooks that fail on real-format files, with the diagnosis (strict: a fix makes the test fail until removed).
 KNOWN_FAILURES: dict[str, str] = {}
 # Notebooks whose paper preset does not stop in the configuration cell when a required file is missing.
-NOT_FAIL_FAST: dict[str, str] = {
-    "15_toy_world": "15 resolves G_s_path ($HRINV_FFHQ_PKL) with asset_path in its first working cell, after "
-    "loading the toy world from data/ (quality.load_assets), not with resolve_assets in its configuration cell; "
-    "it stops within seconds, with a MissingAssetsError naming the variable, but one cell late",
-}
+NOT_FAIL_FAST: dict[str, str] = {}
 STREAMS_CONTENT_FILES = {"02_perceptual_loss_table", "11_lso_scatter", "12_id_retrieval"}  # manifests list them
 NEEDS_NO_FILES = {"06_cost_table"}  # random 1024² networks and the toy world's timings: no variable to miss
 
