@@ -220,6 +220,28 @@ def test_scaled_loss_uses_the_resolution_factor():
         study.scaled_loss("vgg16_conv_random", image_size=64, lambda_scale="other")
 
 
+def test_downsampled_table_is_a_choice():
+    """A down-sampled loss uses the "256" λ table by default, or the "1024" one (the authors' public loss) on request."""
+    from hrinv_nb.losses import LAMBDA_TABLES
+    from hrinv_nb.studies import reconstruction as study
+
+    kw = dict(image_size=64, downsample_size=32, lambda_scale="paper")
+    t256 = study.scaled_loss("vgg16_conv_random", **kw)
+    t1024 = study.scaled_loss("vgg16_conv_random", downsampled_table="1024", **kw)
+    assert t256.lambdas == LAMBDA_TABLES["vgg16_conv_random"]["256"]
+    assert t1024.lambdas == LAMBDA_TABLES["vgg16_conv_random"]["1024"]
+    # the same network and input, only λ differs: the loss ratio is fixed by the two tables
+    x, y = torch.rand(1, 3, 64, 64) * 2 - 1, torch.rand(1, 3, 64, 64) * 2 - 1
+    t256.set_target(y)
+    t1024.set_target(y)
+    assert float(t256(x)) != pytest.approx(float(t1024(x)), rel=0.1)
+    # at full resolution the choice does not apply
+    full = study.scaled_loss("vgg16_conv_random", image_size=64, downsampled_table="256", lambda_scale="paper")
+    assert full.lambdas == LAMBDA_TABLES["vgg16_conv_random"]["1024"]
+    with pytest.raises(ValueError):
+        study.scaled_loss("vgg16_conv_random", downsampled_table="512", **kw)
+
+
 def test_stack_figures_makes_one_figure():
     import matplotlib
 

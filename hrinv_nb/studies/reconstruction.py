@@ -238,24 +238,35 @@ def scaled_loss(
     weights: str | None = None,
     device: str | torch.device = "cpu",
     seed: int = 0,
+    downsampled_table: str = "256",
 ) -> PerceptualLoss:
     """``perceptual_loss(name, ...)`` whose λ table is rescaled to the actual loss-input size.
 
-    ``lambda_scale='resolution'`` multiplies λ by :func:`hrinv_nb.losses.resolution_lambda_scale` of
-    the table in use (the "256" table when ``downsample_size > 0``, else the "1024" one) and the side
-    the loss actually sees (``downsample_size`` or ``image_size``); at the paper's sizes (1024², 256²)
-    the factor is exactly 1. ``'paper'`` keeps the paper's λ unchanged.
+    ``downsampled_table`` is the λ table of a down-sampled loss input (``downsample_size > 0``):
+    ``"256"``, the table the authors' configurations give for a 256² input (what
+    :func:`hrinv_nb.losses.perceptual_loss` picks by default), or ``"1024"``, the full-resolution table
+    kept at every input size, as the authors' public ``VGG16ConvLoss(downsample_size=256)`` does (its
+    VGG16 conv loss is then 1/24.98 of ours on the same images). The authors' configurations never set a
+    down-sampled size, so which of the two their Table II rows used is open; a full-resolution input
+    always uses "1024". ``lambda_scale='resolution'`` multiplies λ by
+    :func:`hrinv_nb.losses.resolution_lambda_scale` of the table in use and the side the loss actually
+    sees (``downsample_size`` or ``image_size``); at the paper's sizes (1024², 256² with its own table)
+    the factor is exactly 1. ``'paper'`` keeps the table's λ unchanged.
     """
     from ..losses import perceptual_loss, resolution_lambda_scale
 
     if lambda_scale not in ("resolution", "paper"):
         raise ValueError(f"lambda_scale must be 'resolution' or 'paper', got {lambda_scale!r}")
-    table = "256" if downsample_size > 0 else "1024"
+    if downsampled_table not in ("256", "1024"):
+        raise ValueError(f"downsampled_table must be '256' or '1024', got {downsampled_table!r}")
+    table = downsampled_table if downsample_size > 0 else "1024"
     seen = downsample_size if downsample_size > 0 else image_size
     factor = resolution_lambda_scale(table, seen) if lambda_scale == "resolution" else 1.0
     kwargs: dict[str, Any] = (
         {"weights": weights} if name in ("vgg16_conv", "vgg16_relu", "resnet50", "deit_s16") else {}
     )
+    if name in ("vgg16_conv", "vgg16_relu", "vgg16_conv_random", "resnet50", "resnet50_random"):
+        kwargs["table"] = table  # these networks have a "256" and a "1024" table
     return perceptual_loss(
         name, downsample_size=downsample_size, device=device, seed=seed, lambda_scale=factor, **kwargs
     )
