@@ -150,6 +150,16 @@ def test_cell_timeout_is_a_parameter(tmp_path: Path, no_papermill):
         mainjob.main([*base, "--cell-timeout", "-1"])
 
 
+def test_paper_preset_has_no_cell_limit_by_default(tmp_path: Path, no_papermill):
+    """At the paper's sizes single cells run for hours: the paper preset runs without a per-cell limit
+    unless one is given."""
+    base = ["--only", "06", "--preset", "paper", "--run-dir", str(tmp_path / "run")]
+    assert mainjob.main(base) == 0
+    assert mainjob.main([*base, "--cell-timeout", "600"]) == 0
+    timeouts = [kwargs["execution_timeout"] for _args, kwargs in no_papermill]
+    assert timeouts == [None, 600]
+
+
 # --- interruption ----------------------------------------------------------------------------------
 
 

@@ -372,11 +372,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cell-timeout",
         type=float,
-        default=CELL_TIMEOUT_S,
+        default=None,
         metavar="SECONDS",
-        help=f"a cell running longer fails its notebook (default {CELL_TIMEOUT_S}; 0: no limit, e.g. for --preset paper)",
+        help=f"a cell running longer fails its notebook (0: no limit; default: {CELL_TIMEOUT_S:g}, and no limit "
+        "with --preset paper, whose single cells run for hours at the paper's sizes)",
     )
     args = parser.parse_args(argv)
+    if args.cell_timeout is None:
+        args.cell_timeout = 0.0 if args.preset == "paper" else CELL_TIMEOUT_S
     if args.cell_timeout < 0:
         parser.error(f"--cell-timeout must be >= 0 (0: no limit), got {args.cell_timeout}")
 
