@@ -21,6 +21,7 @@ from hrinv_nb.notebook import config, mainjob, report
 from hrinv_nb.notebook.config import ParameterError, build_config
 
 NB09 = "09_lso_local_optimization"
+NB09_ZERO = ("batch_size",)  # as 09 itself calls build_config (0: the memory-derived batch size)
 
 
 def _namespace(notebook: str, **overrides) -> dict:
@@ -52,7 +53,9 @@ def test_parameter_error_is_a_package_error():
 
 
 def test_minimal_call_infers_types(tmp_path: Path):
-    cfg = build_config(NB09, _namespace(NB09, figures_dir=str(tmp_path), num_steps=7, reg_weight=2))
+    cfg = build_config(
+        NB09, _namespace(NB09, figures_dir=str(tmp_path), num_steps=7, reg_weight=2), allow_zero=NB09_ZERO
+    )
     assert cfg.num_steps == 7 and cfg.reg_weight == 2.0 and isinstance(cfg.reg_weight, float)
     assert cfg.style == "cartoon" and cfg.figures_dir == tmp_path
 
@@ -74,15 +77,22 @@ def test_minimal_call_infers_types(tmp_path: Path):
 )
 def test_bad_values_refused(name, value, message, tmp_path: Path):
     with pytest.raises(ParameterError, match=message.replace("(", r"\(").replace("[", r"\[")):
-        build_config(NB09, _namespace(NB09, figures_dir=str(tmp_path), **{name: value}))
+        build_config(NB09, _namespace(NB09, figures_dir=str(tmp_path), **{name: value}), allow_zero=NB09_ZERO)
 
 
 def test_zero_only_where_declared(tmp_path: Path):
     ns = _namespace("08_lso_loss_layers", figures_dir=str(tmp_path), mask_dilation=0)
     with pytest.raises(ParameterError, match="mask_dilation=0 must be >= 1"):
-        build_config("08_lso_loss_layers", ns)
-    assert build_config("08_lso_loss_layers", ns, allow_zero=("mask_dilation",)).mask_dilation == 0
-    assert build_config(NB09, _namespace(NB09, figures_dir=str(tmp_path), threads=0, seed=0, style_seed=0)).seed == 0
+        build_config("08_lso_loss_layers", ns, allow_zero=("batch_size",))
+    with pytest.raises(ParameterError, match="batch_size=0 must be >= 1"):
+        build_config("08_lso_loss_layers", ns, allow_zero=("mask_dilation",))
+    assert build_config("08_lso_loss_layers", ns, allow_zero=("mask_dilation", "batch_size")).mask_dilation == 0
+    assert (
+        build_config(
+            NB09, _namespace(NB09, figures_dir=str(tmp_path), threads=0, seed=0, style_seed=0), allow_zero=NB09_ZERO
+        ).seed
+        == 0
+    )
 
 
 def test_rules_on_synthetic_defaults():
@@ -124,7 +134,7 @@ def test_rules_on_synthetic_defaults():
 @pytest.mark.parametrize("name", ["_evil", "__evil__", "_i_x", "evil"])
 def test_unknown_injected_names_refused(name: str, tmp_path: Path):
     with pytest.raises(ParameterError, match=f"unknown parameter.*{name}"):
-        build_config(NB09, _namespace(NB09, figures_dir=str(tmp_path), **{name: 1}))
+        build_config(NB09, _namespace(NB09, figures_dir=str(tmp_path), **{name: 1}), allow_zero=NB09_ZERO)
 
 
 @pytest.mark.parametrize(
@@ -140,9 +150,9 @@ def test_injected_cell_must_be_plain_assignments(injected: str, tmp_path: Path):
     ns = _namespace(NB09, figures_dir=str(tmp_path))
     ns["In"] = ["", "seed = 0", injected, "cfg = build_config(...)"]
     with pytest.raises(ParameterError, match="injected"):
-        build_config(NB09, ns)
+        build_config(NB09, ns, allow_zero=NB09_ZERO)
     ns["In"][2] = '# Parameters\nnum_steps = 3\nstyle = "anime"\n'
-    build_config(NB09, ns)
+    build_config(NB09, ns, allow_zero=NB09_ZERO)
 
 
 def test_notebook_name_is_checked():
