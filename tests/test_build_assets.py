@@ -1,0 +1,51 @@
+"""hrinv_nb.toy.build_assets: G_s's three phases (paired L1, D-only critic, adversarial), each G_t
+fine-tuned adversarially from G_s with its mapping shared bit for bit, records that say so."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hrinv_nb.checkpoints import load_networks
+from hrinv_nb.toy import build_assets as B
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("world")
+    plan = {"G_s": B.Plan(2, None), "G_t_cartoon": B.Plan(2, None)}
+    records = B.build(("G_s", "G_t_cartoon"), out, torch.device("cpu"), plan, batch=2, progress=False, pool=0)
+    return out, records
+
+
+def test_G_s_runs_its_adversarial_phase_after_the_critic(built):
+    out, records = built
+    rec = records["G_s"]
+    assert "failed" not in rec, rec
+    assert rec["critic_steps"] >= 1 and rec["adversarial_steps"] >= 1
+    acfg = rec["adversarial_config"]
+    assert acfg["adv_weight"] == B.ADV_WEIGHT > 0 and acfg["train_d"] and acfg["freeze_mapping"]
+    assert (out / "_work" / f"G_s_adv_{rec['steps_done']}" / "state.pt").is_file()
+    assert json.loads((out / "G_s.json").read_text())["adversarial_steps"] == rec["adversarial_steps"]
+
+
+def test_G_t_trains_adversarially_and_shares_the_mapping(built):
+    out, records = built
+    rec = records["G_t_cartoon"]
+    assert "failed" not in rec, rec
+    cfg = rec["train_config"]
+    assert cfg["adv_weight"] == B.ADV_WEIGHT and cfg["train_d"] and cfg["freeze_mapping"]
+    G_s, G_t = load_networks(out / "G_s.safetensors").G, load_networks(out / "G_t_cartoon.safetensors").G
+    for (name, a), (_, b) in zip(G_s.mapping.state_dict().items(), G_t.mapping.state_dict().items()):
+        assert torch.equal(a, b), name
+    changed = [not torch.equal(a, b) for a, b in zip(G_s.synthesis.parameters(), G_t.synthesis.parameters())]
+    assert any(changed)
+
+
+def test_no_adversarial_phase_when_its_share_is_zero(tmp_path):
+    torch.set_num_threads(1)
+    rec = B.build(("G_s",), tmp_path, torch.device("cpu"), {"G_s": B.Plan(1, None)}, 2, False, pool=0, adv_share=0)
+    assert "adversarial_steps" not in rec["G_s"] and not list(tmp_path.glob("_work/G_s_adv_*"))
