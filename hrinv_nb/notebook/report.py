@@ -32,18 +32,48 @@ from ..files import atomic_write_all
 from ..plain_data import to_plain
 from .config import NotebookConfig
 
+_OUTCOME_TEXT = {
+    "held": "held",
+    "not held": "NOT held",
+    "inconclusive": "inconclusive",
+    "control passes": "control passes",
+}
+
 
 @dataclass(frozen=True)
 class Claim:
-    """One paper claim checked in our setting: what the paper says, what we measured, and whether it held."""
+    """One paper claim checked in our setting: what the paper says, what we measured, and whether it held.
+
+    The optional fields are the record of a pre-registered test (built by
+    :func:`hrinv_nb.studies.verdict.claim_from_test`): the prediction written before the run, the
+    control (or why there is none), the measured effects as ``{mean, sem, n, n_clusters, units}``, the
+    smallest detectable effect, the paper's effect, whether that was detectable, and the four-valued
+    outcome. Claims built from the first four fields alone keep the three-valued verdict.
+    """
 
     name: str
     paper: str
     ours: str
-    held: bool | None  # None: not testable here (say why in ``ours``)
+    held: bool | None  # None: not testable here (say why in ``ours``), inconclusive, or the control passes
+    prediction: str | None = None
+    control: str | None = None
+    effect: dict[str, Any] | None = None
+    control_effect: dict[str, Any] | None = None
+    mde: float | None = None
+    paper_effect: float | None = None
+    detectable: bool | None = None
+    outcome: str | None = None  # "held", "not held", "inconclusive" or "control passes"
+
+    def __post_init__(self) -> None:
+        assert self.outcome is None or self.outcome in _OUTCOME_TEXT, f"unknown outcome {self.outcome!r}"
+        if self.outcome is not None:  # ``held`` must say the same as the outcome
+            expected = {"held": True, "not held": False}.get(self.outcome)
+            assert self.held is expected, f"{self.name}: held={self.held} contradicts outcome {self.outcome!r}"
 
     @property
     def verdict(self) -> str:
+        if self.outcome is not None:
+            return _OUTCOME_TEXT[self.outcome]
         return {True: "held", False: "NOT held", None: "not testable"}[self.held]
 
 
@@ -57,8 +87,8 @@ def _json_leaf(value: Any) -> Any:
         return str(value)
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
-    if isinstance(value, Claim):
-        return {**asdict(value), "verdict": value.verdict}
+    if isinstance(value, Claim):  # walked again: its effects may hold NaN standard errors
+        return to_plain({**asdict(value), "verdict": value.verdict}, _json_leaf)
     return str(value)
 
 
