@@ -287,6 +287,7 @@ def build_inr(plan: Plan, out_dir: Path, device: torch.device, batch: int, progr
         seed=SEEDS["G_s_inr"],
         batch=batch,
         progress=progress,
+        work_dir=out_dir / "_work" / "G_s_inr",  # resumable: a stopped build continues from its state
     )
     meta = {"asset": "G_s_inr", "inr_head_of": "G_s"}
     save_networks(out_dir / "G_s_inr.safetensors", G=G_inr.cpu(), half=True, meta=meta)

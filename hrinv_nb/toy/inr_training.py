@@ -20,23 +20,51 @@ far more than a training step), so by default (``wide_pool``) the wide targets a
 into a pool on the device, shape after shape in chunks, until ``wide_pool`` samples per shape or
 ``pool_fraction`` of the time budget; the wide steps then draw batches from the pool (with fresh
 noise in the layers that are not texture maps). ``wide_pool=0`` renders every wide batch afresh.
+
+**Resume.** With ``work_dir`` the run saves ``work_dir/state.pt`` atomically every ``checkpoint_every``
+steps and at the end, and a later call with the same ``work_dir`` continues from it: the synthesis
+weights, Adam's state, the RNG state, the step, the elapsed seconds, the loss log and the running
+sums, so that a run paused and resumed is bit for bit the uninterrupted one (given a deterministic
+``render_fn`` and device). The pool is too large to store; it is drawn from the training generator
+before the first step, so a resume re-seeds that generator, renders the pool again at exactly the
+saved per-shape sizes (the first call's budget decided them; they never grow later) and then
+restores the saved generator state. The time budget counts training time: the first call's pool
+rendering counts (as in an unsaved run), a resume's re-rendering does not. The settings that shape
+what is trained (seed, batch, shapes, learning rates, pool, G_s itself, ...) must match the saved
+ones (:class:`ValueError` otherwise); ``steps`` and ``time_budget_s`` are stopping rules and may change.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 
+from ..errors import CheckpointError
+from ..files import atomic_write
 from ..inr import StyleINRGenerator, attach_inr_head
 from ..networks import Generator
+from ..torch_files import load_torch_file
 
 # render_fn(z [B, z_dim], (H, W), texture maps {"fine", "grain", "coarse"}) -> images [B, 3, H, W] in [-1, 1]
 RenderFn = Callable[[torch.Tensor, tuple[int, int], dict[str, torch.Tensor]], torch.Tensor]
+Shape = tuple[int, int]
+
+# Config keys that may differ on resume: they say when to stop, not what is trained.
+STOPPING_RULES = ("steps", "time_budget_s")
+KINDS = ("square", "wide")
+STATE_KEYS = frozenset(
+    ("config", "step", "seconds", "synthesis", "opt", "rng", "pool_sizes", "n_wide", "sums", "counts", "last", "log")
+)
 
 
 def photo_render_fn(z: torch.Tensor, size: tuple[int, int], noise: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -97,7 +125,8 @@ def train_toy_inr(
     lr: float = 2e-3, head_lr: float = 1e-2, render_fn: RenderFn | None = None,
     inr_net_kwargs: dict | None = None, log_every: int = 100, eval_samples: int = 16, progress: bool = False,
     wide_pool: int = 1024, pool_fraction: float = 0.35, render_batch: int = 64, allow_tf32: bool = True,
-    lr_rampdown: float = 0.3,
+    lr_rampdown: float = 0.3, work_dir: str | os.PathLike | None = None, checkpoint_every: int = 50,
+    pause_at: int | None = None,
 ) -> tuple[StyleINRGenerator, dict]:
     # fmt: on
     """Train the toy canvas Style-INR model from ``G_s`` (see the module docstring); returns (G_inr, record).
@@ -110,9 +139,16 @@ def train_toy_inr(
     ``wide_pool``/``pool_fraction``/``render_batch``: the pool of wide targets (see the module
     docstring). ``lr_rampdown``: both learning rates decay (cosine) to 0 over this final fraction of
     whichever of ``steps`` and ``time_budget_s`` is further along. ``allow_tf32``: TF32 matmuls and convolutions on CUDA during training (restored after).
+    ``work_dir``/``checkpoint_every``: save and resume a state (see the module docstring); without
+    ``work_dir`` nothing is written. ``pause_at``: stop once this many steps are done in all (resumed
+    ones included) while the schedule still spans ``steps``, so that a run paused at k and resumed is
+    the uninterrupted one; stopping with ``steps=k`` instead would ramp the learning rates down by k.
+    ``record["steps"]``/``["seconds"]`` count all calls; ``record["resumed_from"]`` is the step this
+    call started at and ``record["pool_seconds"]`` its pool rendering (or re-rendering).
     G_inr comes back on the CPU, in eval mode, without gradients.
     """
     assert steps >= 0 and batch >= 1 and 0 < square_fraction <= 1, (steps, batch, square_fraction)
+    assert checkpoint_every >= 1 and (pause_at is None or pause_at >= 0), (checkpoint_every, pause_at)
     from .world import texture_noise_layers
 
     device = torch.device(device)
@@ -136,32 +172,75 @@ def train_toy_inr(
         assert shapes[f"{texture['fine']}.noise_const"] == s, (s, shapes)
         assert shapes[f"{texture['coarse']}.noise_const"] == (math.ceil(s[0] / 2), math.ceil(s[1] / 2)), (s, shapes)
 
+    config = {
+        "seed": seed, "batch": batch, "steps": steps, "time_budget_s": time_budget_s,
+        "square_fraction": square_fraction, "wide_shapes": [list(s) for s in wide], "lr": lr, "head_lr": head_lr,
+        "lr_rampdown": lr_rampdown, "wide_pool": wide_pool, "pool_fraction": pool_fraction,
+        "render_batch": render_batch, "inr_net_kwargs": inr_net_kwargs, "device_type": device.type,
+        "G_s_sha256": module_fingerprint(G_s),
+    }  # fmt: skip
+    state_path = None if work_dir is None else Path(work_dir) / "state.pt"
+    saved = load_inr_state(state_path, config) if state_path is not None and state_path.exists() else None
+    base_lrs = [lr, head_lr]  # taken here: after a resume the optimiser's groups hold the saved, decayed rates
+    loop, seconds_before = _LoopState.fresh(device), 0.0
+    if saved is not None:
+        synth.load_state_dict(saved["synthesis"])
+        opt.load_state_dict(saved["opt"])  # loaded on the CPU: Adam moves its moments to the parameters' device
+        loop, seconds_before = _LoopState.from_state(saved, device), float(saved["seconds"])
+    start = loop.step
+    end = steps if pause_at is None else min(steps, pause_at)
+
     gen = torch.Generator(device=device).manual_seed(seed)
     t0 = time.perf_counter()
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     if device.type == "cuda" and allow_tf32:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     try:
-        pool_budget = None if time_budget_s is None else pool_fraction * time_budget_s
-        pool = _render_pool(G.z_dim, wide, wide_noise_shapes, texture, render_fn, wide_pool, render_batch,
-                            pool_budget, gen) if wide_pool > 0 and steps > 0 else {}  # fmt: skip
+        if saved is None:
+            pool_budget = None if time_budget_s is None else pool_fraction * time_budget_s
+            pool = _render_pool(G.z_dim, wide, wide_noise_shapes, texture, render_fn, wide_pool, render_batch,
+                                pool_budget, gen) if wide_pool > 0 and steps > 0 else {}  # fmt: skip
+            pool_sizes = {s: int(p[0].shape[0]) for s, p in pool.items()}
+        else:
+            # the same draws from the same seed at the saved sizes, then the generator as it was saved
+            pool_sizes = {(int(h), int(w)): int(n) for h, w, n in saved["pool_sizes"]}
+            trains = start < end and (time_budget_s is None or seconds_before < time_budget_s)
+            pool = _render_pool(G.z_dim, wide, wide_noise_shapes, texture, render_fn, pool_sizes, render_batch,
+                                None, gen) if pool_sizes and trains else {}  # fmt: skip
+            gen.set_state(saved["rng"].cpu())
         pool_seconds = time.perf_counter() - t0
-        G, done, last, log = _train_loop(G, teacher, opt, gen, steps, time_budget_s, t0, batch, square_fraction,
-                                         wide, square_shapes, wide_noise_shapes, texture, render_fn, pool,
-                                         log_every, progress, lr_rampdown)  # fmt: skip
+        if saved is not None:
+            t0 = time.perf_counter()  # a resume's re-rendering is not training time
+
+        def elapsed() -> float:
+            return seconds_before + (time.perf_counter() - t0)
+
+        def checkpoint(state: _LoopState) -> None:
+            if state_path is None:
+                return
+            data = state.to_state() | {
+                "config": config, "seconds": elapsed(), "synthesis": synth.state_dict(), "opt": opt.state_dict(),
+                "rng": gen.get_state(), "pool_sizes": [[h, w, n] for (h, w), n in pool_sizes.items()],
+            }  # fmt: skip
+            atomic_write(state_path, lambda tmp: torch.save(data, tmp))
+
+        _train_loop(G, teacher, opt, base_lrs, gen, loop, end, steps, time_budget_s, elapsed, batch,
+                    square_fraction, wide, square_shapes, wide_noise_shapes, texture, render_fn, pool, log_every,
+                    progress, lr_rampdown, checkpoint, checkpoint_every)  # fmt: skip
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - t0
+        seconds = elapsed()
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
     G.requires_grad_(False)
     evaluation = _evaluate(G, teacher, wide, texture, render_fn, eval_samples, seed + 1) if eval_samples else {}
     record = {
-        "steps": done,
+        "steps": loop.step,
+        "resumed_from": start,
         "seconds": round(seconds, 2),
         "pool_seconds": round(pool_seconds, 2),
-        "pool_sizes": {f"{h}x{w}": int(p[0].shape[0]) for (h, w), p in pool.items()},
+        "pool_sizes": {f"{h}x{w}": n for (h, w), n in pool_sizes.items()},
         "batch": batch,
         "device": str(device),
         "seed": seed,
@@ -169,11 +248,69 @@ def train_toy_inr(
         "wide_shapes": [list(s) for s in wide],
         "lr": lr,
         "head_lr": head_lr,
-        "final_l1": {f"{k}_l1": v for k, v in last.items()},
+        "final_l1": {f"{k}_l1": v for k, v in loop.last.items()},
         "eval": evaluation,
-        "log": log,
+        "log": loop.log,
     }
     return G.cpu().eval(), record
+
+
+def module_fingerprint(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's state (names, dtypes, shapes, bytes): a resume must start from the same G_s."""
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def load_inr_state(path: str | os.PathLike, config: dict[str, Any]) -> dict[str, Any]:
+    """The state saved by :func:`train_toy_inr` at ``path`` (weights-only loading, on the CPU), checked
+    against the call's ``config``: a :class:`ValueError` names the keys that differ, except the stopping rules."""
+    state = load_torch_file(path, map_location="cpu")
+    if not isinstance(state, dict) or not STATE_KEYS.issubset(state) or not isinstance(state["config"], dict):
+        raise CheckpointError(f"{path}: not a toy INR training state")
+    keys = (set(state["config"]) | set(config)) - set(STOPPING_RULES)
+    differ = sorted(k for k in keys if state["config"].get(k) != config.get(k))
+    if differ:
+        detail = "; ".join(f"{k}: saved {state['config'].get(k)!r}, now {config.get(k)!r}" for k in differ)
+        raise ValueError(
+            f"{path} was saved with other settings ({', '.join(differ)}): {detail}. Resuming would mix two runs; "
+            "call with the saved settings, or remove that state to start afresh."
+        )
+    return state
+
+
+@dataclass
+class _LoopState:
+    """What the optimisation loop carries from step to step besides the networks, the optimiser and the RNG."""
+
+    sums: dict[str, torch.Tensor]  # loss sums on the device since the last log entry, per kind
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    step: int = 0
+    n_wide: int = 0  # wide steps so far: the next wide shape is wide[n_wide % len(wide)]
+    last: dict[str, float] = field(default_factory=dict)  # the latest logged mean L1 per kind
+    log: list[dict] = field(default_factory=list)
+
+    @staticmethod
+    def fresh(device: torch.device) -> _LoopState:
+        return _LoopState(sums={k: torch.zeros([], device=device) for k in KINDS})
+
+    @staticmethod
+    def from_state(state: dict[str, Any], device: torch.device) -> _LoopState:
+        return _LoopState(
+            sums={k: state["sums"][k].to(device) for k in KINDS},
+            counts={k: int(state["counts"][k]) for k in KINDS},
+            step=int(state["step"]),
+            n_wide=int(state["n_wide"]),
+            last={k: float(v) for k, v in state["last"].items()},
+            log=list(state["log"]),
+        )
+
+    def to_state(self) -> dict[str, Any]:
+        return {"sums": dict(self.sums), "counts": dict(self.counts), "step": self.step, "n_wide": self.n_wide,
+                "last": dict(self.last), "log": list(self.log)}  # fmt: skip
 
 
 def _render_pool(
@@ -182,21 +319,25 @@ def _render_pool(
     noise_shapes: dict[tuple[int, int], dict[str, tuple[int, int]]],
     texture: dict[str, str],
     render_fn: RenderFn,
-    size: int,
+    size: int | dict[Shape, int],
     chunk: int,
     budget_s: float | None,
     gen: torch.Generator,
 ) -> dict[tuple[int, int], tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]]:
     """Per wide shape: (z [N, z_dim], texture maps {key: [N,1,h,w]}, renders [N,3,H,W]), N ≤ ``size``,
-    rendered round-robin over the shapes in chunks until ``size`` each or ``budget_s`` seconds."""
+    rendered round-robin over the shapes in chunks until ``size`` each or ``budget_s`` seconds.
+
+    ``size`` may be per shape (a resume's saved sizes, with ``budget_s=None``): the chunks, and so the
+    draws from ``gen``, are then those of the run that stopped at these sizes."""
     t0, device = time.perf_counter(), gen.device
+    target = size if isinstance(size, dict) else dict.fromkeys(wide, size)
     parts: dict[tuple[int, int], list] = {s: [] for s in wide}
     counts = dict.fromkeys(wide, 0)
-    while any(c < size for c in counts.values()):
+    while any(counts[s] < target.get(s, 0) for s in wide):
         if parts[wide[0]] and budget_s is not None and time.perf_counter() - t0 >= budget_s:
             break
         for s in wide:
-            n = min(chunk, size - counts[s])
+            n = min(chunk, target.get(s, 0) - counts[s])
             if n <= 0:
                 continue
             z = torch.randn([n, z_dim], generator=gen, device=device)
@@ -222,29 +363,29 @@ def _render_pool(
 
 # fmt: off
 def _train_loop(
-    G: StyleINRGenerator, teacher: Generator, opt: torch.optim.Optimizer, gen: torch.Generator, steps: int,
-    time_budget_s: float | None, t0: float, batch: int, square_fraction: float, wide: Sequence[tuple[int, int]],
+    G: StyleINRGenerator, teacher: Generator, opt: torch.optim.Optimizer, base_lrs: Sequence[float],
+    gen: torch.Generator, loop: _LoopState, end: int, steps: int, time_budget_s: float | None,
+    elapsed: Callable[[], float], batch: int, square_fraction: float, wide: Sequence[tuple[int, int]],
     square_shapes: dict[str, tuple[int, int]], wide_noise_shapes: dict, texture: dict[str, str], render_fn: RenderFn,
-    pool: dict, log_every: int, progress: bool, lr_rampdown: float,
-) -> tuple[StyleINRGenerator, int, dict[str, float], list[dict]]:
+    pool: dict, log_every: int, progress: bool, lr_rampdown: float, checkpoint: Callable[[_LoopState], None],
+    checkpoint_every: int,
+) -> None:
     # fmt: on
-    """The optimisation steps of :func:`train_toy_inr`: (G, steps done, last mean L1 per kind, log)."""
+    """The optimisation steps of :func:`train_toy_inr` from ``loop.step`` to ``end`` (the schedule spans
+    ``steps``), updating G, ``opt``, ``gen`` and ``loop`` in place; ``checkpoint(loop)`` every
+    ``checkpoint_every`` steps and after the last step of the call."""
     device, synth, R = gen.device, G.synthesis, G.img_resolution
-    base_lrs = [group["lr"] for group in opt.param_groups]
-    sums = {"square": torch.zeros([], device=device), "wide": torch.zeros([], device=device)}
-    counts = {"square": 0, "wide": 0}
-    log: list[dict] = []
-    last: dict[str, float] = {}
-    done, n_wide = 0, 0
+    sums, counts, last, log = loop.sums, loop.counts, loop.last, loop.log
+    start = loop.step
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, desc="toy INR")
-    for step in range(steps):
-        if time_budget_s is not None and time.perf_counter() - t0 >= time_budget_s:
+        bar = tqdm(total=steps, initial=start, desc="toy INR")
+    for step in range(start, end):
+        if time_budget_s is not None and elapsed() >= time_budget_s:
             break
-        t = step / steps if time_budget_s is None else max(step / steps, (time.perf_counter() - t0) / time_budget_s)
+        t = step / steps if time_budget_s is None else max(step / steps, elapsed() / time_budget_s)
         decay = 1.0 if lr_rampdown <= 0 or t < 1 - lr_rampdown else 0.5 * (1 + math.cos(math.pi * (t - 1 + lr_rampdown) / lr_rampdown))
         for group, base in zip(opt.param_groups, base_lrs):
             group["lr"] = base * decay
@@ -256,8 +397,8 @@ def _train_loop(
                 ws = G.mapping(z, None)
                 target = synthesis_with_noise(teacher, ws, noise)
         else:
-            kind, shape = "wide", wide[n_wide % len(wide)]
-            n_wide += 1
+            kind, shape = "wide", wide[loop.n_wide % len(wide)]
+            loop.n_wide += 1
             noise = _draw_noise(wide_noise_shapes[shape], batch, gen)
             if shape in pool:
                 pz, pmaps, pimg = pool[shape]
@@ -278,9 +419,9 @@ def _train_loop(
         opt.step()
         sums[kind] += loss.detach()
         counts[kind] += 1
-        done = step + 1
+        loop.step = done = step + 1
         if done % log_every == 0 or done == steps:
-            entry = {"step": done, "seconds": round(time.perf_counter() - t0, 2)}
+            entry = {"step": done, "seconds": round(elapsed(), 2)}
             for k in sums:
                 if counts[k]:
                     last[k] = float(sums[k]) / counts[k]  # one host sync per log_every steps
@@ -290,14 +431,18 @@ def _train_loop(
             log.append(entry)
             if bar is not None:
                 bar.set_postfix({k: f"{v:.4f}" for k, v in last.items()})
+        if done % checkpoint_every == 0:
+            checkpoint(loop)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
+    if loop.step > start and loop.step % checkpoint_every:  # a call that trained nothing leaves the state as it is
+        checkpoint(loop)
+    # the partial means of the steps since the last log entry (saved above as sums, not in ``last``)
     for k in sums:
         if counts[k]:
             last[k] = float(sums[k]) / counts[k]
-    return G, done, last, log
 
 
 def _evaluate(
