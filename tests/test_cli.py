@@ -318,8 +318,13 @@ def test_stylize_lerp_lso_independent_of_batching(tmp_path):
         assert mixed["method"] == "lerp_lso" and mixed["options"]["lso_steps"] == 2
         assert torch.equal(w8[:, 5:], w1[:, 5:])  # LSO moves rows 0-4 only
         # each pair starts from its own seeded offset whatever the batching; what differs is float summation
-        # order, which Adam's normalised steps (lr 0.05) can amplify on near-zero gradients
-        assert (w8 - w1).abs().max() < 0.02
+        # order. Adam's normalised step is at most about lr (0.05) per coordinate, whatever the gradient's
+        # size, so a near-zero gradient whose sign flips with the summation order can move a coordinate
+        # apart by up to 2·lr per step. Batching done wrong (pairs mixed, a wrong target) moves every
+        # coordinate; rounding moves a few: almost all must agree to 1e-4, none beyond the Adam bound.
+        diff = (w8 - w1).abs()[:, :5].flatten()
+        assert diff.max() <= 2 * 0.05 * 2
+        assert (diff > 1e-4).float().mean() < 0.1
     w_a, _ = load_projection(tmp_path / "s8" / "a__sample000.npz")
     w_b, _ = load_projection(tmp_path / "s8" / "a__sample001.npz")
     assert not torch.allclose(w_a, w_b)  # two styles, two results
