@@ -27,7 +27,7 @@ def test_G_s_runs_its_adversarial_phase_after_the_critic(built):
     assert "failed" not in rec, rec
     assert rec["critic_steps"] >= 1 and rec["adversarial_steps"] >= 1
     acfg = rec["adversarial_config"]
-    assert acfg["adv_weight"] == B.ADV_WEIGHT > 0 and acfg["train_d"] and acfg["freeze_mapping"]
+    assert acfg["adv_weight"] == B.ADV_WEIGHT_G_S > 0 and acfg["train_d"] and acfg["freeze_mapping"]
     assert (out / "_work" / f"G_s_adv_{rec['steps_done']}" / "state.pt").is_file()
     assert json.loads((out / "G_s.json").read_text())["adversarial_steps"] == rec["adversarial_steps"]
 
@@ -49,3 +49,15 @@ def test_no_adversarial_phase_when_its_share_is_zero(tmp_path):
     torch.set_num_threads(1)
     rec = B.build(("G_s",), tmp_path, torch.device("cpu"), {"G_s": B.Plan(1, None)}, 2, False, pool=0, adv_share=0)
     assert "adversarial_steps" not in rec["G_s"] and not list(tmp_path.glob("_work/G_s_adv_*"))
+
+
+def test_command_line_adv_weight_and_defaults_reach_the_record(built, tmp_path):
+    torch.set_num_threads(1)
+    out, _ = built
+    (tmp_path / "G_s.safetensors").write_bytes((out / "G_s.safetensors").read_bytes())
+    argv = ["--out-dir", str(tmp_path), "--only", "G_t_anime", "--steps-scale", "2e-6", "--adv-weight", "0.05"]
+    assert B.main([*argv, "--quiet"]) == 0
+    rec = json.loads((tmp_path / "G_t_anime.json").read_text())
+    assert rec["steps_done"] == 2 and rec["train_config"]["adv_weight"] == 0.05
+    assert rec["train_config"]["batch"] == 8 and rec["data"]["pool"] == 0  # what every shipped generator used
+    assert "--adv-weight 0.05" in rec["command"]
