@@ -15,6 +15,7 @@ timm, torchvision or trunk-only (``features.*``) key names; fp16 tensors are cas
 from __future__ import annotations
 
 import copy
+import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -461,15 +462,21 @@ class PerceptualLoss(nn.Module):
     def has_target(self) -> bool:
         return self._target is not None
 
+    def lambda_factor(self, img: torch.Tensor) -> float:
+        """The factor every λ is multiplied by for an input like ``img`` (1 unless resolution-scaled)."""
+        return 1.0
+
     def distance_terms(self, img: torch.Tensor) -> dict[LayerKey, torch.Tensor]:
-        """Per-layer terms ‖λ_l (φ_l(img) − φ_l(target))‖² / B."""
+        """Per-layer terms ‖λ_l (φ_l(img) − φ_l(target))‖² / B (λ times :meth:`lambda_factor`)."""
         _check_image(img)
         if self._target is None:
             raise RuntimeError(f"{self.name}: call set_target(target) before computing the loss")
         feats = self.features(img)
         batch = img.shape[0]
+        factor = self.lambda_factor(img)
         terms = {}
         for key, lam in self.lambdas.items():
+            lam = lam * factor
             pred, target = feats[key], self._target[key]
             if target.shape[0] not in (1, batch) or target.shape[1:] != pred.shape[1:]:
                 raise ValueError(
@@ -502,6 +509,21 @@ class HookedFeatureLoss(PerceptualLoss):
         self.backbone = backbone
         self.module_names = dict(module_names)
         self.table = table
+        self.resolution_scaled = False  # set by perceptual_loss(lambda_scale="resolution")
+
+    def seen_size(self, img: torch.Tensor) -> tuple[int, int]:
+        """(H, W) of the backbone's input for ``img``: the downsampled size, else the image's."""
+        if self.downsample_size != -1 and _size_pair(self.downsample_size)[0] > 0:
+            return _size_pair(self.downsample_size)
+        return int(img.shape[2]), int(img.shape[3])
+
+    def lambda_factor(self, img: torch.Tensor) -> float:
+        """``resolution_lambda_scale`` of the table at the size the backbone sees (√(H·W) for a non-square
+        input), when resolution-scaled; else 1. At the table's own size (the paper's) it is exactly 1."""
+        if not self.resolution_scaled or self.table not in TABLE_INPUT_SIZE:
+            return 1.0
+        h, w = self.seen_size(img)
+        return TABLE_INPUT_SIZE[self.table] / math.sqrt(h * w)
 
     def preprocess(self, img: torch.Tensor) -> torch.Tensor:
         """Normalise, then (optionally) area-downsample (the authors' order: normalisation sees the full-resolution image)."""
@@ -535,6 +557,9 @@ class DeiTLoss(HookedFeatureLoss):
 
     def preprocess(self, img: torch.Tensor) -> torch.Tensor:
         return area_resize(imagenet_normalise(img), DEIT_INPUT_SIZE)
+
+    def seen_size(self, img: torch.Tensor) -> tuple[int, int]:
+        return DEIT_INPUT_SIZE, DEIT_INPUT_SIZE
 
 
 class MSELoss(PerceptualLoss):
@@ -677,7 +702,7 @@ def perceptual_loss(
     blocks: Iterable[LayerKey] | None = None,
     table: str | None = None,
     c: torch.Tensor | None = None,
-    lambda_scale: float = 1.0,
+    lambda_scale: float | str = "resolution",
 ) -> PerceptualLoss:
     """Build the perceptual loss ``name`` (one of :data:`LOSS_NAMES`) on ``device``.
 
@@ -687,10 +712,20 @@ def perceptual_loss(
     layer. ``seed`` seeds ``vgg16_conv_random``. ``discriminator`` needs ``D=`` and takes
     ``blocks=`` (default: the blocks of D with non-zero weight) and ``table=`` ('ffhq' or 'real_face').
     ``resnet50_random`` is ResNet50 randomly initialised from ``seed`` (no weights exist for it).
-    ``lambda_scale`` multiplies every λ (see :func:`resolution_lambda_scale`); it is ignored by ``mse``.
+    ``lambda_scale``: the balance of the perceptual term against λ_mse·MSE, set here for every caller.
+    ``"resolution"`` (default) multiplies every λ of the VGG16, ResNet50 and DeiT tables by
+    :func:`resolution_lambda_scale` of the table at the size the backbone actually sees, computed at each
+    call: Eq. 3 sums over feature elements while MSE is a mean, so a smaller input would otherwise shrink
+    the perceptual term's weight (×8 on λ, ×64 on the term, for the "1024" table at 128²). At the paper's
+    sizes (1024² with the "1024" table, 256² with the "256" table, DeiT's 224²) the factor is exactly 1.
+    A number multiplies every λ instead (``1.0``: the tables as printed, as the authors' code uses them);
+    ``mse``, ``lpips_vgg``, ``d_h`` and ``discriminator`` are never resolution-scaled.
     """
-    if lambda_scale <= 0:
-        raise ValueError(f"lambda_scale must be > 0, got {lambda_scale}")
+    if isinstance(lambda_scale, str):
+        if lambda_scale != "resolution":
+            raise ValueError(f"lambda_scale must be 'resolution' or a number > 0, got {lambda_scale!r}")
+    elif not (lambda_scale > 0 and math.isfinite(lambda_scale)):
+        raise ValueError(f"lambda_scale must be 'resolution' or a finite number > 0, got {lambda_scale}")
     if name in ("vgg16_conv_random", "resnet50_random", "mse", "discriminator") and weights is not None:
         raise ValueError(f"{name} takes no weights file (got weights={weights!r})")
     if name in ("vgg16_conv", "vgg16_relu", "vgg16_conv_random"):
@@ -741,6 +776,9 @@ def perceptual_loss(
         loss = DiscriminatorFeatureLoss(D, chosen, c, table_name)
     else:
         raise ValueError(f"unknown perceptual loss {name!r}; choose one of {LOSS_NAMES}")
-    if lambda_scale != 1.0 and name != "mse":
+    if lambda_scale == "resolution":
+        if isinstance(loss, HookedFeatureLoss) and name != "d_h":
+            loss.resolution_scaled = True
+    elif lambda_scale != 1.0 and name != "mse":
         loss.lambdas = {key: lam * float(lambda_scale) for key, lam in loss.lambdas.items()}
     return loss.to(device).eval()

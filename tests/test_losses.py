@@ -140,7 +140,7 @@ def test_features_are_the_conv_outputs():
 
 
 def test_distance_is_lambda_scaled_sum_of_squares_over_batch():
-    loss = perceptual_loss("vgg16_conv_random")
+    loss = perceptual_loss("vgg16_conv_random", lambda_scale=1.0)  # the tables as printed (Eq. 3 itself)
     target, img = _images(1, seed=1), _images(3, seed=2)
     loss.set_target(target)
     f_img, f_tgt = loss.features(img), loss.features(target)
@@ -488,3 +488,29 @@ def test_narrow_resnet50_file_loads_through_the_resnet50_path(tmp_path):
     torch.testing.assert_close(feats["layer4.2.conv1"], expected, atol=5e-2, rtol=5e-2)  # fp16 storage
     loss.set_target(img)
     assert torch.isfinite(loss(img * 0.9)) and loss(img * 0.9) > 0
+
+
+@pytest.mark.parametrize("size, down, factor", [(64, -1, 16.0), (32, -1, 32.0), (64, 32, 8.0)])
+def test_resolution_default_keeps_the_per_element_weight(size, down, factor):
+    # Eq. 3 sums over feature elements while λ_mse·MSE is a mean: the default multiplies λ by the table's size
+    # over the side the backbone sees ("1024" full-resolution table, "256" when downsampled), λ² on the term.
+    printed = perceptual_loss("vgg16_conv_random", downsample_size=down, lambda_scale=1.0)
+    auto = perceptual_loss("vgg16_conv_random", downsample_size=down)
+    target, img = _images(1, size, size, seed=1), _images(2, size, size, seed=2)
+    printed.set_target(target)
+    auto.set_target(target)
+    assert auto.lambda_factor(img) == factor
+    torch.testing.assert_close(auto(img), printed(img) * factor**2, rtol=1e-5, atol=0)
+
+
+def test_resolution_factor_is_one_at_the_papers_sizes_and_for_non_square_uses_the_area():
+    meta = torch.empty(1, 3, 1024, 1024, device="meta")
+    assert perceptual_loss("vgg16_conv_random").lambda_factor(meta) == 1.0
+    assert perceptual_loss("vgg16_conv_random", downsample_size=256).lambda_factor(meta) == 1.0
+    wide = torch.empty(1, 3, 128, 512, device="meta")
+    assert perceptual_loss("vgg16_conv_random").lambda_factor(wide) == 1024 / 256  # sqrt(128 * 512) = 256
+    assert perceptual_loss("mse").lambda_factor(wide) == 1.0
+    with pytest.raises(ValueError, match="resolution"):
+        perceptual_loss("vgg16_conv_random", lambda_scale="paper")
+    with pytest.raises(ValueError):
+        perceptual_loss("vgg16_conv_random", lambda_scale=float("nan"))

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..losses import LOSS_NAMES, PerceptualLoss, perceptual_loss, resolution_lambda_scale
+from ..losses import LOSS_NAMES, PerceptualLoss, perceptual_loss
 from . import common
 from .common import CliError, info
 
@@ -27,8 +27,6 @@ DEFAULT_STEPS = 1000  # the paper's
 DEFAULT_TOY_STEPS = 300  # notebook 00's, on the 64² toy G_s
 # Options an existing result must share with this run to be reused (others are recorded only).
 RESUME_KEYS = ("generator", "loss", "steps", "noise", "align")
-# Losses whose λ table was tuned on 1024² inputs: λ is scaled by 1024 / resolution (losses.resolution_lambda_scale).
-SCALED_LOSSES = ("vgg16_conv", "vgg16_relu", "vgg16_conv_random", "resnet50", "resnet50_random")
 VGG_LOSSES = ("vgg16_conv", "vgg16_relu", "d_h")
 VIDEO_MAX_FRAMES = 100
 VIDEO_MAX_HEIGHT = 512
@@ -215,19 +213,21 @@ def build_loss(
     D: torch.nn.Module | None = None,
     lambda_scale: float | None = None,
 ) -> tuple[PerceptualLoss, float]:
-    """The perceptual loss ``name`` and its λ factor (default: 1024 / resolution for 1024²-tuned tables)."""
-    if lambda_scale is None:
-        lambda_scale = resolution_lambda_scale("1024", resolution) if name in SCALED_LOSSES else 1.0
-    if lambda_scale <= 0 or not math.isfinite(lambda_scale):
+    """The perceptual loss ``name`` and its λ factor at ``resolution``² (default: the package's resolution-aware
+    balance, ``perceptual_loss(lambda_scale="resolution")``: 1024 / resolution for the 1024²-tuned tables)."""
+    if lambda_scale is not None and (lambda_scale <= 0 or not math.isfinite(lambda_scale)):
         raise CliError(f"--lambda-scale must be a finite number > 0, got {lambda_scale}")
-    kwargs: dict[str, Any] = {"device": device, "lambda_scale": lambda_scale}
+    kwargs: dict[str, Any] = {"device": device, "lambda_scale": "resolution" if lambda_scale is None else lambda_scale}
     if name in VGG_LOSSES and vgg_weights is not None:
         kwargs["weights"] = vgg_weights
     if name == "discriminator":
         if D is None:
             raise CliError("--loss discriminator needs a generator file that also holds the discriminator D")
         kwargs["D"] = D
-    return perceptual_loss(name, **kwargs), float(lambda_scale)
+    loss = perceptual_loss(name, **kwargs)
+    if lambda_scale is None:  # the factor the loss applies to an image of this size (only the shape is read)
+        lambda_scale = loss.lambda_factor(torch.empty(1, 3, resolution, resolution, device="meta"))
+    return loss, float(lambda_scale)
 
 
 def make_projector(args: argparse.Namespace, device: torch.device, *, noise: bool) -> Projector:

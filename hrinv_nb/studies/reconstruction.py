@@ -248,20 +248,22 @@ def scaled_loss(
     kept at every input size, as the authors' public ``VGG16ConvLoss(downsample_size=256)`` does (its
     VGG16 conv loss is then 1/24.98 of ours on the same images). The authors' configurations never set a
     down-sampled size, so which of the two their Table II rows used is open; a full-resolution input
-    always uses "1024". ``lambda_scale='resolution'`` multiplies λ by
-    :func:`hrinv_nb.losses.resolution_lambda_scale` of the table in use and the side the loss actually
-    sees (``downsample_size`` or ``image_size``); at the paper's sizes (1024², 256² with its own table)
-    the factor is exactly 1. ``'paper'`` keeps the table's λ unchanged.
+    always uses "1024". ``lambda_scale='resolution'`` is the package's balance (see
+    :func:`hrinv_nb.losses.perceptual_loss`): λ times :func:`hrinv_nb.losses.resolution_lambda_scale`
+    of the table in use at the side the loss actually sees (``downsample_size``, else the image's);
+    at the paper's sizes (1024², 256² with its own table) the factor is exactly 1. ``'paper'`` keeps
+    the table's λ unchanged. ``image_size`` is only checked (the loss reads the size at each call).
     """
-    from ..losses import perceptual_loss, resolution_lambda_scale
+    from ..losses import perceptual_loss
 
     if lambda_scale not in ("resolution", "paper"):
         raise ValueError(f"lambda_scale must be 'resolution' or 'paper', got {lambda_scale!r}")
     if downsampled_table not in ("256", "1024"):
         raise ValueError(f"downsampled_table must be '256' or '1024', got {downsampled_table!r}")
+    if image_size <= 0:
+        raise ValueError(f"image_size must be > 0, got {image_size}")
     table = downsampled_table if downsample_size > 0 else "1024"
-    seen = downsample_size if downsample_size > 0 else image_size
-    factor = resolution_lambda_scale(table, seen) if lambda_scale == "resolution" else 1.0
+    factor: float | str = "resolution" if lambda_scale == "resolution" else 1.0
     kwargs: dict[str, Any] = (
         {"weights": weights} if name in ("vgg16_conv", "vgg16_relu", "resnet50", "deit_s16") else {}
     )
