@@ -289,9 +289,10 @@ def test_large_photo_is_detected_downscaled_and_shrunk(dlib_model, astronaut):
 
 @requires_model
 def test_toy_renders_upscaled(dlib_model):
-    from hrinv_nb.toy.render import render_from_seed
+    from hrinv_nb.toy.render import render, sample_identity, sample_nuisance
 
-    renders = render_from_seed(0, 3, size=(128, 128))  # the toy world's resolution
+    g = torch.Generator().manual_seed(0)  # the three faces the tolerances below were measured on
+    renders = render(sample_identity(3, g), sample_nuisance(3, g), size=(128, 128))  # the toy world's resolution
     assert renders.shape == (3, 3, 128, 128) and renders.min() >= -1 and renders.max() <= 1
     big = torch.nn.functional.interpolate(renders, size=(256, 256), mode="bicubic", align_corners=False)
     arrays = ((big.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()

@@ -101,8 +101,17 @@ def test_batch_independence(style: str) -> None:
 
 
 def test_render_from_seed_matches_manual_sampling() -> None:
-    ident, nuis = _batch(9, 2)
+    from hrinv_nb.toy.render import NUISANCE_STREAM
+
+    ident = sample_identity(2, torch.Generator().manual_seed(9))
+    nuis = sample_nuisance(2, torch.Generator().manual_seed(9 + NUISANCE_STREAM))
     assert torch.equal(render_from_seed(9, 2, "cartoon", size=(64, 64)), render(ident, nuis, "cartoon", (64, 64)))
+
+
+def test_a_content_seed_names_the_same_faces_whatever_the_sample_size() -> None:
+    few, many = render_from_seed(1000, 2, size=(32, 32)), render_from_seed(1000, 5, size=(32, 32))
+    assert torch.equal(few, many[:2])
+    assert not torch.equal(many[0], many[1])
 
 
 def test_unknown_style_rejected() -> None:

@@ -240,13 +240,19 @@ def render(
     return out
 
 
+NUISANCE_STREAM = 0x5EED_0000  # offset of the nuisance stream's seed from the identity stream's
+
+
 def render_from_seed(
     seed: int, n: int, style: str = "photo", size: tuple[int, int] = (64, 64), return_mask: bool = False
 ) -> Tensor | tuple[Tensor, Tensor]:
-    """Sample ``n`` identities and nuisances from ``seed`` (identities first) and render them."""
-    g = torch.Generator().manual_seed(seed)
-    identity = sample_identity(n, g)
-    nuisance = sample_nuisance(n, g)
+    """Sample ``n`` identities and nuisances from ``seed`` and render them.
+
+    Identities and nuisances come from two streams of ``seed``, so the first k faces of
+    ``render_from_seed(seed, n)`` are the same for every n >= k: a content seed names the same face in
+    every notebook, whatever its sample size."""
+    identity = sample_identity(n, torch.Generator().manual_seed(seed))
+    nuisance = sample_nuisance(n, torch.Generator().manual_seed(seed + NUISANCE_STREAM))
     return render(identity, nuisance, style=style, size=size, return_mask=return_mask)
 
 
