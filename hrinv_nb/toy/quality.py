@@ -194,9 +194,14 @@ def mapped(G: Generator, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def noise_draws(G: Generator, w: torch.Tensor, n_draws: int, seed: int) -> torch.Tensor:
-    """G(w, n_k) for ``n_draws`` independent draws of all noise maps: [n_draws, B, 3, R, R]."""
+    """G(w, n_k) for ``n_draws`` independent draws of all noise maps: [n_draws, B, 3, R, R] (drawn on the
+    CPU from ``seed``, so the same on every device, then moved to w's)."""
     g = torch.Generator().manual_seed(seed)
-    return torch.stack([synthesize(G, w, draw_noise(G, w.shape[0], g)) for _ in range(n_draws)])
+
+    def draw() -> dict[str, torch.Tensor]:
+        return {k: v.to(w.device) for k, v in draw_noise(G, w.shape[0], g).items()}
+
+    return torch.stack([synthesize(G, w, draw()) for _ in range(n_draws)])
 
 
 def learned_noise_strengths(G: Generator) -> dict[str, float]:
