@@ -1,0 +1,37 @@
+"""hrinv_nb.notebook.coverage: the README's coverage table from the notebooks' JSON records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hrinv_nb.notebook import coverage
+
+
+def _record(tmp_path, name, claims):
+    (tmp_path / f"{name}.json").write_text(
+        json.dumps({"claims": claims, "written": "2026-11-28T01:00", "wall_seconds": 5})
+    )
+
+
+def test_table_counts_the_verdicts_of_numbered_records(tmp_path):
+    _record(tmp_path, "01_a", [{"name": "x", "verdict": "held"}, {"name": "y", "verdict": "NOT held"}])
+    _record(tmp_path, "02_b", [{"name": "z", "held": None, "outcome": "inconclusive"}])
+    (tmp_path / "toy_world.json").write_text("{}")  # not a notebook record
+    table = coverage.coverage_table(coverage.load_records(tmp_path))
+    lines = table.splitlines()
+    assert len(lines) == 4 and "[`01_a`](notebooks/01_a.ipynb)" in lines[2]
+    assert "1 held, 1 not held" in lines[2] and "x: **held**" in lines[2] and "1 inconclusive" in lines[3]
+
+
+def test_write_replaces_only_between_the_markers(tmp_path):
+    _record(tmp_path, "01_a", [{"name": "x", "verdict": "held"}])
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{coverage.START}\nold table\n{coverage.END}\noutro\n")
+    assert coverage.main(["--figures", str(tmp_path), "--write", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old table" not in text and "x: **held**" in text
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="coverage:start"):
+        coverage.main(["--figures", str(tmp_path), "--write", str(readme)])
