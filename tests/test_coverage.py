@@ -35,3 +35,11 @@ def test_write_replaces_only_between_the_markers(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="coverage:start"):
         coverage.main(["--figures", str(tmp_path), "--write", str(readme)])
+
+
+def test_titles_come_from_the_notebooks_first_heading(tmp_path):
+    _record(tmp_path, "01_a", [{"name": "x", "verdict": "held"}])
+    nb = {"cells": [{"cell_type": "markdown", "source": ["# 01 · Artifacts (Fig. 1)\n", "text"]}]}
+    (tmp_path / "01_a.ipynb").write_text(json.dumps(nb))
+    table = coverage.coverage_table(coverage.load_records(tmp_path), tmp_path)
+    assert "[`01_a`](notebooks/01_a.ipynb): Artifacts (Fig. 1) |" in table

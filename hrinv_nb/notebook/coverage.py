@@ -42,18 +42,30 @@ def _verdict(claim: dict[str, Any]) -> str:
     return text or ("held" if claim.get("held") else "not held" if claim.get("held") is False else "not judged")
 
 
-def coverage_table(records: list[dict[str, Any]]) -> str:
-    """A markdown table: notebook | run | verdict counts | each claim with its verdict."""
+def notebook_title(path: Path) -> str:
+    """The first markdown heading of a notebook without its ``NN ·`` prefix ('' if there is none)."""
+    if not path.is_file():
+        return ""
+    for cell in json.loads(path.read_text()).get("cells", []):
+        if cell.get("cell_type") == "markdown":
+            first = "".join(cell.get("source", [])).lstrip().split("\n", 1)[0]
+            return re.sub(r"^#+\s*\d\d\s*·\s*", "", first).strip() if first.startswith("#") else ""
+    return ""
+
+
+def coverage_table(records: list[dict[str, Any]], notebooks: Path | None = None) -> str:
+    """A markdown table: notebook (and its title, from ``notebooks``) | run | verdict counts | each claim."""
     lines = ["| notebook | run | verdicts | claims |", "| --- | --- | --- | --- |"]
     for record in records:
         stem = record["_file"].removesuffix(".json")
+        title = notebook_title(notebooks / f"{stem}.ipynb") if notebooks is not None else ""
         claims = record.get("claims") or []
         verdicts = [_verdict(c).lower() for c in claims]
         counts = Counter(verdicts)
         summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "no claims"
         items = "; ".join(f"{c.get('name', '?')}: **{v}**" for c, v in zip(claims, verdicts)) or "—"
         run = f"{str(record.get('written', '?'))[:10]}, {record.get('wall_seconds', '?')} s"
-        link = f"[`{stem}`](notebooks/{stem}.ipynb)"
+        link = f"[`{stem}`](notebooks/{stem}.ipynb)" + (f": {title}" if title else "")
         lines.append(f"| {link} | {run} | {summary} | {items.replace('|', '/')} |")
     return "\n".join(lines)
 
@@ -70,9 +82,10 @@ def replace_between_markers(text: str, table: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--figures", type=Path, default=REPO / "figures")
+    parser.add_argument("--notebooks", type=Path, default=REPO / "notebooks", help="for the notebooks' titles")
     parser.add_argument("--write", type=Path, default=None, help="a markdown file whose marked table to replace")
     args = parser.parse_args(argv)
-    table = coverage_table(load_records(args.figures))
+    table = coverage_table(load_records(args.figures), args.notebooks)
     if args.write is None:
         print(table)
         return 0
