@@ -523,7 +523,7 @@ class HookedFeatureLoss(PerceptualLoss):
         if not self.resolution_scaled or self.table not in TABLE_INPUT_SIZE:
             return 1.0
         h, w = self.seen_size(img)
-        return TABLE_INPUT_SIZE[self.table] / math.sqrt(h * w)
+        return resolution_lambda_scale(self.table, math.sqrt(h * w))
 
     def preprocess(self, img: torch.Tensor) -> torch.Tensor:
         """Normalise, then (optionally) area-downsample (the authors' order: normalisation sees the full-resolution image)."""
@@ -637,7 +637,7 @@ LOSS_NAMES = (
 TABLE_INPUT_SIZE = {"1024": 1024, "256": 256, "224": 224}
 
 
-def resolution_lambda_scale(table: str, input_size: int) -> float:
+def resolution_lambda_scale(table: str, input_size: float) -> float:
     """Factor on λ that keeps a table's per-element weight when the loss input is ``input_size``² instead.
 
     Eq. 3 sums squares over every feature element, so at a side ``s`` instead of the table's ``S``

@@ -19,17 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write
+from .mainjob import NOTEBOOK_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 START, END = "<!-- coverage:start -->", "<!-- coverage:end -->"
-RECORD = re.compile(r"\d\d_[a-z0-9_]+\.json")
 
 
 def load_records(figures: Path) -> list[dict[str, Any]]:
     """The ``NN_name.json`` records in ``figures``, sorted by name (other JSON files are ignored)."""
     records = []
     for path in sorted(figures.glob("*.json")):
-        if RECORD.fullmatch(path.name):
+        if NOTEBOOK_FILE.fullmatch(path.stem + ".ipynb"):  # a notebook's record, named as the notebook
             record = json.loads(path.read_text())
             if not isinstance(record, dict) or not isinstance(record.get("claims", []), list):
                 raise ValueError(f"{path}: not a notebook record (no claims list)")
