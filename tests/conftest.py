@@ -30,6 +30,18 @@ def edge_tensors() -> dict[str, torch.Tensor]:
     return load_file(str(EDGE))
 
 
+@pytest.fixture(scope="session")
+def arcface_weights(tmp_path_factory) -> Path:
+    """One randomly initialised IR-SE-50 saved as a plain state dict (TreB1eN's ``model_ir_se50.pth``
+    key names), shared by every test that reads ArcFace weights: the file is ~170 MB, written once."""
+    from hrinv_nb.identity import IRSE50
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("arcface") / "model_ir_se50.pth"
+    torch.save(IRSE50().state_dict(), path)
+    return path
+
+
 # A small generator configuration (32², 2 mapping layers) for tests that build their own G.
 TINY_KWARGS = dict(
     z_dim=32,

@@ -420,7 +420,7 @@ def test_align_failure_is_a_clear_error(tmp_path, capsys):
     assert not (tmp_path / "out" / "a.npz").exists()
 
 
-def test_evaluate_with_arcface_weights_and_fid(tmp_path, monkeypatch):
+def test_evaluate_with_arcface_weights_and_fid(tmp_path, monkeypatch, arcface_weights):
     """The ArcFace path (a randomly initialised IR-SE-50 saved as a state dict) with the pSp crop, and FID
     through a stand-in torch-fidelity: one call per resolution on images resized to that size."""
     import types
@@ -428,12 +428,9 @@ def test_evaluate_with_arcface_weights_and_fid(tmp_path, monkeypatch):
     from PIL import Image
 
     import hrinv_nb.fid
-    from hrinv_nb.identity import IRSE50
 
     contents, stylized, _ = _planted(tmp_path)
-    weights = tmp_path / "model_ir_se50.pth"
-    torch.manual_seed(0)
-    torch.save(IRSE50().state_dict(), weights)
+    weights = arcface_weights
     inception = tmp_path / "inception.pth"
     inception.write_bytes(b"stand-in")
     calls = []

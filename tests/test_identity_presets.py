@@ -42,14 +42,10 @@ def test_identity_notebooks_take_arcface_in_the_paper_preset():
     assert "00, 05, 07–12" in row, row
 
 
-def test_resolver_reads_arcface_weights_from_a_variable(tmp_path, monkeypatch):
-    from hrinv_nb.identity import IRSE50
+def test_resolver_reads_arcface_weights_from_a_variable(monkeypatch, arcface_weights):
     from hrinv_nb.studies.cross_domain import identity_embedder
 
-    torch.manual_seed(0)
-    path = tmp_path / "model_ir_se50.pth"
-    torch.save(IRSE50().state_dict(), path)  # TreB1eN's key names, random weights
-    monkeypatch.setenv("HRINV_ARCFACE_WEIGHTS", str(path))
+    monkeypatch.setenv("HRINV_ARCFACE_WEIGHTS", str(arcface_weights))  # TreB1eN's key names, random weights
     embed = identity_embedder(ARCFACE_VAR)
     e = embed(torch.rand(2, 3, 48, 48) * 2 - 1)
     assert e.shape == (2, 512)

@@ -36,7 +36,7 @@ def test_nonsquare_inversion_runs_at_full_size(gens):
         invert_nonsquare(gens[0], target, loss="mse", num_steps=1)
 
 
-def test_arcface_architecture_round_trip(tmp_path):
+def test_arcface_architecture_round_trip(tmp_path, arcface_weights):
     torch.manual_seed(0)
     model = IRSE50()
     keys = set(model.state_dict())
@@ -48,9 +48,8 @@ def test_arcface_architecture_round_trip(tmp_path):
         "output_layer.4.running_var",
     } <= keys
     assert len(model.body) == 24
-    path = tmp_path / "model_ir_se50.pth"
-    torch.save(model.state_dict(), path)
-    embed = arcface_embedder(load_arcface(path))
+    assert keys == set(load_arcface(arcface_weights).state_dict())
+    embed = arcface_embedder(load_arcface(arcface_weights))
     e = embed(torch.rand(2, 3, 64, 64) * 2 - 1)
     assert e.shape == (2, 512)
     torch.testing.assert_close(e.norm(dim=1), torch.ones(2), atol=1e-5, rtol=0)
