@@ -43,3 +43,31 @@ def test_titles_come_from_the_notebooks_first_heading(tmp_path):
     (tmp_path / "01_a.ipynb").write_text(json.dumps(nb))
     table = coverage.coverage_table(coverage.load_records(tmp_path), tmp_path)
     assert "[`01_a`](notebooks/01_a.ipynb): Artifacts (Fig. 1) |" in table
+
+
+def test_verdict_lists_group_claims_and_give_reasons(tmp_path):
+    _record(tmp_path, "01_a", [{"name": "x", "verdict": "held"}, {"name": "y", "held": False, "outcome": "not held"}])
+    _record(tmp_path, "02_b", [{"name": "z", "held": None, "outcome": "control passes"}])
+    records = coverage.load_records(tmp_path)
+    reasons = {"01_a": {"y": "the toy VGG sees no texture."}}
+    text = coverage.verdict_lists(records, reasons)
+    assert text.index("**Held** (1)") < text.index("**Not held** (1)") < text.index("**Not testable here")
+    assert "- **01** x (*held*)\n" in text and "- **01** y (*not held*): the toy VGG sees no texture." in text
+    assert "- **02** z (*control passes*): *(no reason written yet)*" in text
+    assert coverage.missing_reasons(records, reasons) == ["02_b: z"]
+
+
+def test_check_fails_on_a_stale_readme_and_write_fixes_it(tmp_path, capsys):
+    _record(tmp_path, "01_a", [{"name": "y", "held": False, "outcome": "not held"}])
+    reasons = tmp_path / "reasons.yaml"
+    reasons.write_text("01_a:\n  y: because.\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{coverage.START}\n{coverage.END}\n{coverage.VERDICTS_START}\nold\n{coverage.VERDICTS_END}\n")
+    args = ["--figures", str(tmp_path), "--reasons", str(reasons)]
+    assert coverage.main([*args, "--check", str(readme)]) == 1
+    assert coverage.main([*args, "--write", str(readme)]) == 0
+    assert "- **01** y (*not held*): because." in readme.read_text()
+    assert coverage.main([*args, "--check", str(readme)]) == 0
+    reasons.write_text("- not a mapping\n")
+    with pytest.raises(ValueError, match="mapping"):
+        coverage.main([*args, "--check", str(readme)])

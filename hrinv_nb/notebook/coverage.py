@@ -1,11 +1,17 @@
 """The README's paper-coverage table, generated from the notebooks' ``figures/NN_name.json`` records.
 
     python -m hrinv_nb.notebook.coverage                 # print the table
-    python -m hrinv_nb.notebook.coverage --write README.md   # replace the table between the markers
+    python -m hrinv_nb.notebook.coverage --write README.md   # replace the marked parts of README.md
+    python -m hrinv_nb.notebook.coverage --check README.md   # fail if README.md is not what the records say
 
 Each numbered notebook's JSON lists its claims with their verdicts (``held``, ``NOT held``,
 ``inconclusive``, ...); the table gives, per notebook, the counts and every claim with its verdict, and
 the date and world of the run, so the README says exactly what the committed figures say.
+
+The verdict lists group the same claims by verdict (held; not held; not testable, inconclusive or
+control passes). Every claim that did not hold carries a sentence of why, written by a person after
+reading the run, in ``notebooks/claim_reasons.yaml`` (``NN_notebook: {claim name: reason}``);
+:func:`missing_reasons` lists the claims still without one.
 """
 
 from __future__ import annotations
@@ -23,6 +29,13 @@ from .mainjob import NOTEBOOK_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 START, END = "<!-- coverage:start -->", "<!-- coverage:end -->"
+VERDICTS_START, VERDICTS_END = "<!-- verdicts:start -->", "<!-- verdicts:end -->"
+REASONS = REPO / "notebooks" / "claim_reasons.yaml"
+GROUPS = (
+    ("Held", ("held",)),
+    ("Not held", ("not held",)),
+    ("Not testable here, inconclusive, or the control passes", None),  # everything else
+)
 
 
 def load_records(figures: Path) -> list[dict[str, Any]]:
@@ -70,28 +83,101 @@ def coverage_table(records: list[dict[str, Any]], notebooks: Path | None = None)
     return "\n".join(lines)
 
 
-def replace_between_markers(text: str, table: str) -> str:
-    """``text`` with everything between :data:`START` and :data:`END` replaced by ``table``."""
-    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
-        raise ValueError(f"expected one {START} followed by one {END}")
-    head, rest = text.split(START)
-    _, tail = rest.split(END)
-    return f"{head}{START}\n{table}\n{END}{tail}"
+def load_reasons(path: Path = REASONS) -> dict[str, dict[str, str]]:
+    """``{notebook stem: {claim name: why it did not hold}}`` from a YAML file ({} when there is none)."""
+    import yaml
+
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict) or not all(
+        isinstance(v, dict) and all(isinstance(t, str) for t in v.values()) for v in data.values()
+    ):
+        raise ValueError(f"{path}: expected a mapping of notebook -> {{claim name: reason}}")
+    return data
+
+
+def _group(verdict: str) -> int:
+    return next((i for i, (_, names) in enumerate(GROUPS) if names is None or verdict in names), len(GROUPS) - 1)
+
+
+def verdict_lists(records: list[dict[str, Any]], reasons: dict[str, dict[str, str]]) -> str:
+    """Markdown lists of the paper claims by verdict; a claim that did not hold has its reason (or says none yet)."""
+    groups: list[list[str]] = [[] for _ in GROUPS]
+    for record in records:
+        stem = record["_file"].removesuffix(".json")
+        for claim in record.get("claims") or []:
+            name, verdict = str(claim.get("name", "?")), _verdict(claim).lower()
+            line = f"- **{stem[:2]}** {name} (*{verdict}*)"
+            g = _group(verdict)
+            if g > 0:
+                line += f": {reasons.get(stem, {}).get(name, '*(no reason written yet)*')}"
+            groups[g].append(line)
+    parts = []
+    for (title, _), lines in zip(GROUPS, groups):
+        parts.append(f"**{title}** ({len(lines)})\n\n" + ("\n".join(lines) or "- none"))
+    return "\n\n".join(parts)
+
+
+def missing_reasons(records: list[dict[str, Any]], reasons: dict[str, dict[str, str]]) -> list[str]:
+    """``"stem: claim"`` for every claim that did not hold and has no reason in ``reasons``."""
+    return [
+        f"{r['_file'].removesuffix('.json')}: {c.get('name', '?')}"
+        for r in records
+        for c in r.get("claims") or []
+        if _group(_verdict(c).lower()) > 0 and c.get("name") not in reasons.get(r["_file"].removesuffix(".json"), {})
+    ]
+
+
+def replace_between_markers(text: str, table: str, start: str = START, end: str = END) -> str:
+    """``text`` with everything between ``start`` and ``end`` replaced by ``table``."""
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"expected one {start} followed by one {end}")
+    head, rest = text.split(start)
+    _, tail = rest.split(end)
+    return f"{head}{start}\n{table}\n{end}{tail}"
+
+
+def render(text: str, figures: Path, notebooks: Path | None, reasons: Path = REASONS) -> str:
+    """``text`` (a README) with its coverage table and, where it has their markers, its verdict lists regenerated."""
+    records = load_records(figures)
+    text = replace_between_markers(text, coverage_table(records, notebooks))
+    if VERDICTS_START in text:
+        text = replace_between_markers(
+            text, verdict_lists(records, load_reasons(reasons)), VERDICTS_START, VERDICTS_END
+        )
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--figures", type=Path, default=REPO / "figures")
     parser.add_argument("--notebooks", type=Path, default=REPO / "notebooks", help="for the notebooks' titles")
-    parser.add_argument("--write", type=Path, default=None, help="a markdown file whose marked table to replace")
+    parser.add_argument("--reasons", type=Path, default=REASONS, help="why each claim that did not hold did not")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--write", type=Path, default=None, help="a markdown file whose marked parts to replace")
+    action.add_argument("--check", type=Path, default=None, help="exit 1 if this file's marked parts are stale")
     args = parser.parse_args(argv)
-    table = coverage_table(load_records(args.figures), args.notebooks)
-    if args.write is None:
-        print(table)
+    records = load_records(args.figures)
+    if args.write is None and args.check is None:
+        print(coverage_table(records, args.notebooks))
+        print()
+        print(verdict_lists(records, load_reasons(args.reasons)))
         return 0
-    text = replace_between_markers(args.write.read_text(), table)
-    atomic_write(args.write, lambda tmp: Path(tmp).write_text(text))
-    print(f"wrote the coverage table ({table.count(chr(10)) - 1} notebooks) into {args.write}")
+    path = args.write or args.check
+    old = path.read_text(encoding="utf-8")
+    new = render(old, args.figures, args.notebooks, args.reasons)
+    missing = missing_reasons(records, load_reasons(args.reasons))
+    if missing:
+        print(f"{len(missing)} claims that did not hold have no reason in {args.reasons}:", *missing, sep="\n  ")
+    if args.check is not None:
+        if new != old:
+            print(f"{path} is stale: run python -m hrinv_nb.notebook.coverage --write {path}")
+            return 1
+        print(f"{path} agrees with the records in {args.figures}")
+        return 0
+    atomic_write(path, lambda tmp: Path(tmp).write_text(new, encoding="utf-8"))
+    print(f"wrote the coverage table and verdict lists ({len(records)} notebooks) into {path}")
     return 0
 
 
