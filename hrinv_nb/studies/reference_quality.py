@@ -33,3 +33,25 @@ def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
     out = F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
     assert out.shape == img.shape, (tuple(out.shape), tuple(img.shape))
     return out
+
+
+def pair_plan(n_refs: int, n_contents: int, n_versions: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(content index, style index) [n_versions · n_refs] each: reference ``j`` styles content ``j mod n_contents``
+    in every version, so that the versions of one reference are compared on the same content.
+
+    Style indices are version-major (``v · n_refs + j``), as the codes are stacked: every version of the
+    references, one version after the other. With ``n_contents = n_refs`` no two references share a content.
+    """
+    assert n_refs >= 1 and n_contents >= 1 and n_versions >= 2, (n_refs, n_contents, n_versions)
+    refs = torch.arange(n_refs).repeat(n_versions)
+    versions = torch.arange(n_versions).repeat_interleave(n_refs)
+    content = refs % n_contents
+    style = versions * n_refs + refs
+    assert content.shape == style.shape == (n_versions * n_refs,)
+    return content, style
+
+
+def by_version(values: torch.Tensor, n_versions: int) -> torch.Tensor:
+    """Values [n_versions · n_refs] in version-major order → [n_versions, n_refs]."""
+    assert values.ndim == 1 and values.numel() % n_versions == 0, (tuple(values.shape), n_versions)
+    return values.view(n_versions, -1)
