@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -344,6 +345,90 @@ def measure(
     return rows
 
 
+ROUND_LABELS = ("generation_a", "inversion_a", "lso", "inversion_b", "generation_b")
+"""The five timed blocks of one round: each task once, and inversion and generation twice, so that the
+ratio of the two copies of one task (the same work timed twice) is the do-nothing control of a cost ratio."""
+
+
+def round_specs(assets: str, resolution: int, steps: int, round_index: int) -> list[dict[str, Any]]:
+    """The :data:`ROUND_LABELS` blocks of round ``round_index`` as :func:`measure` specs, each with a ``label``.
+
+    Every block runs ``steps + 1`` steps (inversion, LSO; the first pays for the setup and is not in the
+    median) or ``steps`` timed forwards after a warm-up (generation). Odd rounds run the blocks in reverse
+    order, so a drift of the machine's load over the run cancels between the ``_a`` and ``_b`` copies.
+    """
+    assert steps >= 2 and round_index >= 0, (steps, round_index)
+    order = ROUND_LABELS if round_index % 2 == 0 else tuple(reversed(ROUND_LABELS))
+    specs = []
+    for label in order:
+        task = label.split("_")[0]
+        n = steps if task == "generation" else steps + 1
+        specs.append({"task": task, "assets": assets, "resolution": resolution, "steps": n, "label": label})
+    return specs
+
+
+def measure_rounds(
+    assets: str,
+    resolution: int,
+    *,
+    rounds: int,
+    steps: int,
+    device: str = "cpu",
+    threads: int = 0,
+    seed: int = 0,
+    timeout: float | None = None,
+) -> list[dict[str, dict[str, Any]]]:
+    """Repeated, interleaved cost measurements: ``rounds`` rounds of the :data:`ROUND_LABELS` blocks, all in
+    one fresh process (:func:`measure`), each block with freshly built networks and a reset memory peak.
+
+    Returns one dict per round, ``{label: row}`` (row as :func:`run_task`'s: ``step_s`` the median step,
+    ``peak_mem_gib``). A round with a failed block is dropped (its error is printed by the caller from
+    :func:`measure`'s rows if needed); the rounds that finished are returned.
+    """
+    assert rounds >= 2, f"at least two rounds give a standard error, got {rounds}"
+    specs = [spec for r in range(rounds) for spec in round_specs(assets, resolution, steps, r)]
+    rows = measure(specs, device=device, threads=threads, seed=seed, timeout=timeout)
+    assert len(rows) == len(specs), (len(rows), len(specs))
+    out = []
+    per = len(ROUND_LABELS)
+    for r in range(rounds):
+        block = {spec["label"]: row for spec, row in zip(specs[r * per : (r + 1) * per], rows[r * per : (r + 1) * per])}
+        if all("error" not in row for row in block.values()):
+            out.append(block)
+    return out
+
+
+def round_log_ratios(
+    rounds: Sequence[dict[str, dict[str, Any]]], num: str, den: str, key: str = "step_s"
+) -> list[float]:
+    """Per round, ``ln(row[num][key] / row[den][key])``; ``num`` / ``den`` are :data:`ROUND_LABELS`, or a task
+    name (``"inversion"``, ``"generation"``) for the geometric mean of its two copies."""
+
+    def value(block: dict[str, dict[str, Any]], label: str) -> float:
+        if label in block:
+            v = float(block[label][key])
+            assert v > 0, f"{label} {key} = {v}: a log ratio needs positive values"
+            return math.log(v)
+        if f"{label}_a" not in block or f"{label}_b" not in block:
+            raise KeyError(f"{label!r} is neither a block of the round nor a task measured twice: {sorted(block)}")
+        return 0.5 * (value(block, f"{label}_a") + value(block, f"{label}_b"))
+
+    return [value(b, num) - value(b, den) for b in rounds]
+
+
+def paper_log_ratio(num: str, den: str, per: str = "step") -> float:
+    """The paper's Table I ratio ``num / den`` as a natural log: per ``"step"`` (time of a whole run over its
+    step count: inversion 138 ms, LSO 160 ms, generation 32 ms) or per ``"memory"`` (GPU memory in GB)."""
+    assert per in ("step", "memory"), per
+    steps = {"inversion": 1000, "lso": 50, "generation": 1}
+
+    def value(task: str) -> float:
+        ref = paper_cost(task)
+        return ref["seconds"] / steps[task] if per == "step" else ref["gpu_mem_gb"]
+
+    return math.log(value(num) / value(den))
+
+
 def format_seconds(seconds: float) -> str:
     """'32 ms', '8.0 s', '2 m 18 s', '1 h 05 m' (the paper's style for Table I)."""
     if seconds < 1:
@@ -439,6 +524,46 @@ def cost_figure(series: dict[str, Sequence[dict[str, Any]]], *, title: str | Non
     axes[0].legend(fontsize=7, loc="upper right")
     if title:
         fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def ratio_figure(comparisons: dict[str, tuple[Sequence[float], Sequence[float], float]], *, title: str | None = None):
+    """Per-round log ratios, one column per comparison: the method's rounds (dots), its do-nothing control's
+    rounds (crosses: the same task timed twice), both means ± 2 s.e., and the paper's Table I ratio (a bar).
+
+    ``comparisons`` maps a label to ``(effect rounds, control rounds, paper log ratio)``.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    for i, (eff, ctl, paper_value) in enumerate(comparisons.values()):
+        for offset, values, marker, colour, name in (
+            (-0.15, eff, "o", "C0", "ours, per round"),
+            (+0.15, ctl, "x", "C3", "control: the same task timed twice"),
+        ):
+            v = np.asarray(values, dtype=float)
+            jitter = np.linspace(-0.05, 0.05, v.size) if v.size > 1 else np.zeros(1)
+            ax.scatter(
+                i + offset + jitter, v, s=12, marker=marker, color=colour, alpha=0.6, label=name if i == 0 else None
+            )
+            se = v.std(ddof=1) / math.sqrt(v.size) if v.size > 1 else float("nan")
+            ax.errorbar(i + offset + 0.1, v.mean(), yerr=2 * se, color="k", capsize=3, marker="_", ms=10)
+        ax.plot(
+            [i - 0.3, i + 0.3],
+            [paper_value] * 2,
+            color="C2",
+            lw=2,
+            label="paper (Table I, V100 1024²)" if i == 0 else None,
+        )
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_xticks(range(len(comparisons)))
+    ax.set_xticklabels(list(comparisons), fontsize=7)
+    ax.set_ylabel("ln(ratio)  (0: equal cost)", fontsize=8)
+    ax.legend(fontsize=7, loc="upper right")
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
 
