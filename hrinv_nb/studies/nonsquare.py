@@ -63,3 +63,57 @@ def colour_shift(recon: torch.Tensor, target: torch.Tensor) -> dict[str, object]
         "dc_fraction": dc / total if total > 0 else 0.0,
         "rms_levels": total**0.5,
     }
+
+
+def shift_magnitude(shift: dict[str, object]) -> float:
+    """Size of a :func:`colour_shift`: the root mean square of its per-channel mean shift, in 8-bit levels."""
+    per_channel = torch.tensor(shift["per_channel"], dtype=torch.float64)
+    assert per_channel.shape == (3,), per_channel.shape
+    return float(per_channel.square().mean().sqrt())
+
+
+def centre_square(img: torch.Tensor, size: int) -> torch.Tensor:
+    """The central min(H, W)² square of ``img`` [B, C, H, W], resized (antialiased) to ``size``²."""
+    assert img.ndim == 4 and size > 0, (tuple(img.shape), size)
+    h, w = img.shape[-2:]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return antialiased_resize(img[..., top : top + s, left : left + s], (size, size))
+
+
+def colour_shift_map(recon: torch.Tensor, target: torch.Tensor, sigma: float = 8.0) -> torch.Tensor:
+    """The low-passed signed residual ``blur(recon − target)`` [B, 3, H, W]: where the reconstruction's colour
+    drifts, without its missing detail (a Gaussian of ``sigma`` pixels removes the fine structure)."""
+    from .reference_quality import gaussian_blur
+
+    assert recon.shape == target.shape and recon.ndim == 4, (tuple(recon.shape), tuple(target.shape))
+    return gaussian_blur(recon.detach() - target.detach(), sigma)
+
+
+def same_picture_psnr(
+    renders: dict[tuple[int, int], torch.Tensor], native: torch.Tensor
+) -> tuple[list[float], list[float], list[int]]:
+    """For every code i and every render shape other than the native one: the render resized to the native
+    grid, PSNR against code i's native render minus PSNR against code i+1's (dB; > 0: it is code i's picture).
+
+    Returns ``(effect, control, code index)``, one entry per (code, shape). The control asks the same of a
+    render of *another* code (i+2): a renderer that drew some other face, which must show no preference.
+    Needs at least three codes.
+    """
+    from .. import metrics
+
+    b, _, h, w = native.shape
+    assert b >= 3, f"same_picture_psnr needs at least three codes, got {b}"
+    effect, control, code = [], [], []
+    for shape, img in renders.items():
+        if tuple(shape) == (h, w):
+            continue
+        assert img.shape[0] == b, (tuple(img.shape), b)
+        small = antialiased_resize(img, (h, w)).clamp(-1, 1)
+        ref = native.clamp(-1, 1)
+        for i in range(b):
+            own, nxt, other = ref[i : i + 1], ref[(i + 1) % b : (i + 1) % b + 1], small[(i + 2) % b : (i + 2) % b + 1]
+            effect.append(metrics.psnr(small[i : i + 1], own) - metrics.psnr(small[i : i + 1], nxt))
+            control.append(metrics.psnr(other, own) - metrics.psnr(other, nxt))
+            code.append(i)
+    return effect, control, code
