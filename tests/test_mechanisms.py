@@ -53,3 +53,36 @@ def test_relu_zero_share_is_what_the_relu_loss_zeroes():
     for conv_key, relu_key in ((2, 3), (7, 8)):
         assert share[conv_key] == pytest.approx(float((relu_feats[relu_key] == 0).double().mean()), abs=1e-12)
         assert 0 < share[conv_key] < 1
+
+
+def test_highband_split_separates_blur_from_spurious_detail():
+    from hrinv_nb.metrics import hf_artifact_energy_per_sample
+
+    g = torch.Generator().manual_seed(5)
+    target = (torch.rand(1, 3, 64, 64, generator=g) * 1.6 - 0.8).clamp(-1, 1)
+    blur = torch.nn.functional.avg_pool2d(target, 5, stride=1, padding=2, count_include_pad=False)
+    noisy = target + 0.4 * torch.randn(1, 3, 64, 64, generator=g)
+    half = 0.5 * target + 0.5 * blur
+    out = {
+        name: M.highband_split(img, target, 0.5)
+        for name, img in (("t", target), ("b", blur), ("n", noisy), ("h", half))
+    }
+    assert float(out["t"]["matched"][0]) == pytest.approx(1.0) and float(out["t"]["spurious"][0]) < 1e-20
+    # A blur removes the target's detail (missing), adds none of its own; noise adds spurious detail, keeps the target's.
+    assert float(out["b"]["matched"][0]) < 0.3 and float(out["b"]["spurious_ratio"][0]) < 0.1
+    assert (
+        float(out["n"]["matched"][0]) == pytest.approx(1.0, abs=0.05) and float(out["n"]["spurious_ratio"][0]) > 0.5
+    )  # 0.4² / var(U[-.8, .8]) ≈ 0.75
+    assert 0.4 < float(out["h"]["matched"][0]) < 0.7
+    for name, img in (("b", blur), ("n", noisy), ("h", half)):  # the split is exact: missing + spurious = residual band
+        expected = hf_artifact_energy_per_sample(img, target, 0.5)[0]
+        assert float(out[name]["residual"][0]) == pytest.approx(expected, rel=1e-9)
+
+
+def test_spurious_map_is_black_for_the_target_and_bright_where_noise_was_added():
+    target = _target(32, 4)
+    noisy = target.clone()
+    noisy[..., :8, :8] += 0.3 * torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert float(M.spurious_map(target, target, 0.5).max()) == pytest.approx(-1.0)
+    m = M.spurious_map(noisy, target, 0.5)
+    assert m.shape == target.shape and float(m[..., :8, :8].mean()) > float(m[..., 16:, 16:].mean()) + 0.3

@@ -142,6 +142,54 @@ def run_row(
     return StudyRow(label, images, measures, seconds, result, settings, cpu_seconds)
 
 
+def add_highband_split(row: StudyRow, targets: torch.Tensor, cutoff: float) -> StudyRow:
+    """Add the per-sample high-band split of :func:`hrinv_nb.studies.mechanisms.highband_split` to ``row``'s
+    measures (``hf_matched``, ``hf_spurious``, ``hf_missing``, ``hf_spurious_ratio``) and return ``row``.
+
+    ``targets`` are the row's targets in order (a tensor, or anything indexable by slices of one, such as
+    streamed image files); images are read one at a time, so a streamed row works too.
+    """
+    from .mechanisms import highband_split
+
+    assert len(targets) == len(row), f"{row.label}: {len(targets)} targets for {len(row)} reconstructions"
+    out: dict[str, list[float]] = {"hf_matched": [], "hf_spurious": [], "hf_missing": [], "hf_spurious_ratio": []}
+    for i in range(len(row)):
+        img = row.image(i).float().clamp(-1, 1)
+        split = highband_split(img, targets[i : i + 1].to(img.device).float(), cutoff)
+        for key in out:
+            out[key].append(float(split[key.removeprefix("hf_")][0]))
+    for key, values in out.items():
+        assert all(math.isfinite(v) for v in values), f"{row.label} {key}: non-finite values {values}"
+    row.measures.update(out)
+    return row
+
+
+def feature_distance_per_sample(net: PerceptualLoss, row: StudyRow, targets: torch.Tensor) -> list[float]:
+    """LPIPS-style distance of each reconstruction of ``row`` to its target on the features of ``net``.
+
+    At every layer of ``net.features``: unit-normalise each position's feature vector across channels,
+    sum the squared difference over channels, average over positions; then sum the layers with equal
+    weights (LPIPS without its learned heads). Uncalibrated; meant for a network that no loss of the
+    study optimises, so the metric is independent of the losses it ranks. Images are read one at a time.
+    """
+    assert len(targets) == len(row), f"{row.label}: {len(targets)} targets for {len(row)} reconstructions"
+    out = []
+    with torch.no_grad():
+        for i in range(len(row)):
+            img = row.image(i).float().clamp(-1, 1)
+            tgt = targets[i : i + 1].to(img.device).float()
+            assert img.shape == tgt.shape and img.ndim == 4, (tuple(img.shape), tuple(tgt.shape))
+            fa, fb = net.features(img), net.features(tgt)
+            total = 0.0
+            for key in fa:
+                a = fa[key] / (fa[key].square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
+                b = fb[key] / (fb[key].square().sum(dim=1, keepdim=True).sqrt() + 1e-10)
+                total += float((a - b).square().sum(dim=1).mean())
+            out.append(total)
+    assert all(math.isfinite(v) for v in out), f"{row.label}: non-finite feature distances {out}"
+    return out
+
+
 def row_dir(work_dir: str | os.PathLike | None, label: str) -> Path | None:
     """The stream folder of the row ``label`` under ``work_dir`` (``None`` without one: the row stays in
     memory): ``label`` with every run of characters other than letters, digits, ``+`` and ``-`` as ``_``."""
