@@ -81,3 +81,81 @@ def transfer_measures(
             "id_dist_to_content": float(identity_distance(embed, img, content).mean()) if embed is not None else None,
         }
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Resampling tests: what changes when n or w is replaced (Fig. 4), and how much of a style-to-content
+# gap a noise fit closes in colour and in detail (Fig. 11). Noise maps here are per sample,
+# {buffer name: [B, 1, r, r]} (or [B, r, r], as a batched projection returns them).
+
+
+def per_sample_maps(noise: Mapping[str, torch.Tensor], batch: int) -> dict[str, torch.Tensor]:
+    """``noise`` as per-sample maps [batch, 1, r, r]: [B, r, r] gains the channel axis, [r, r] is repeated."""
+    out = {}
+    for name, m in noise.items():
+        if m.ndim == 2:
+            m = m[None].expand(batch, -1, -1)
+        if m.ndim == 3:
+            m = m[:, None]
+        assert m.ndim == 4 and m.shape[:2] == (batch, 1), f"{name}: maps [B,1,r,r] expected, got {tuple(m.shape)}"
+        out[name] = m
+    return out
+
+
+def render(G: Generator, w: torch.Tensor, noise: Mapping[str, torch.Tensor] | None) -> torch.Tensor:
+    """G(w, n) [B, 3, H, W] clamped to [-1, 1], with per-sample maps (``None``: G's own constant maps)."""
+    from ..toy.quality import synthesize as synthesize_per_sample
+
+    if noise is None:
+        with torch.no_grad():
+            return G.synthesis(w, noise_mode="const").clamp(-1, 1)
+    return synthesize_per_sample(G, w, per_sample_maps(noise, w.shape[0]))
+
+
+def fresh_maps(G: Generator, batch: int, seed: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Fresh N(0, 1) maps [batch, 1, r, r] for every noise input of ``G``, drawn on the CPU from ``seed``."""
+    from ..toy.quality import draw_noise
+
+    return {k: v.to(device) for k, v in draw_noise(G, batch, torch.Generator().manual_seed(seed)).items()}
+
+
+def difference_bands(a: torch.Tensor, b: torch.Tensor, low: float, high: float) -> dict[str, torch.Tensor]:
+    """Per sample [B], the power of ``a − b`` below ``low`` × Nyquist (``low``; DC included: a colour shift
+    is a low-frequency change) and above ``high`` × Nyquist (``high``), and the share of it above ``high``
+    (``high_share``, of the total). Channels averaged; mean squared differences by Parseval."""
+    from ..spectral import residual_band_power
+
+    assert a.shape == b.shape and a.ndim == 4, f"shape mismatch: {tuple(a.shape)} vs {tuple(b.shape)}"
+    assert 0 <= low <= high, (low, high)
+    total = residual_band_power(a, b, -1.0).mean(dim=1)
+    above_low = residual_band_power(a, b, low).mean(dim=1)
+    above_high = residual_band_power(a, b, high).mean(dim=1)
+    share = torch.where(total > 0, above_high / total.clamp_min(1e-300), torch.zeros_like(total))
+    return {"low": total - above_low, "high": above_high, "high_share": share, "total": total}
+
+
+def thumbnail_split(img: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``size``² area thumbnail of ``img`` [B, 3, size, size], the detail: ``img`` minus the thumbnail
+    upsampled to full size, nearest [B, 3, H, W]); the two add back up to ``img``."""
+    import torch.nn.functional as F
+
+    assert img.ndim == 4 and img.shape[-1] % size == 0 and img.shape[-2] % size == 0, (tuple(img.shape), size)
+    thumb = area_resize(img, size)
+    detail = img - F.interpolate(thumb, size=tuple(img.shape[-2:]), mode="nearest")
+    return thumb, detail
+
+
+def gap_closed(result: torch.Tensor, start: torch.Tensor, target: torch.Tensor, size: int) -> dict[str, torch.Tensor]:
+    """Per sample [B], the share of the ``start``→``target`` gap that ``result`` closes, separately in the
+    ``size``² thumbnails (``colour``: the global colour scheme) and in the detail above them (``detail``):
+    ``1 − ‖part(result) − part(target)‖² / ‖part(start) − part(target)‖²``. 0 = no closer than ``start``
+    (``result = start`` gives exactly 0), 1 = the target's; negative = farther away than ``start``."""
+    assert result.shape == start.shape == target.shape, (result.shape, start.shape, target.shape)
+    out = {}
+    parts = [thumbnail_split(x, size) for x in (result, start, target)]
+    for k, name in enumerate(("colour", "detail")):
+        r, s, t = (p[k].double() for p in parts)
+        gap = (s - t).square().sum(dim=(1, 2, 3))
+        assert bool((gap > 0).all()), f"{name}: start equals target, no gap to close"
+        out[name] = 1.0 - (r - t).square().sum(dim=(1, 2, 3)) / gap
+    return out
