@@ -98,3 +98,64 @@ def test_load_contents_takes_the_first_images_in_numeric_order(tmp_path):
     imgs, _, _ = cd.load_contents(str(tmp_path), 3, 48, seed=0)
     reds = ((imgs[:, 0, 0, 0] + 1) * 127.5).round().tolist()
     assert reds == [0.0, 1.0, 2.0]
+
+
+def test_other_content_index_never_picks_the_own_content():
+    ci = torch.tensor([0, 0, 1, 1, 2, 2])
+    other = cd.other_content_index(ci, 3)
+    assert other.tolist() == [1, 1, 2, 2, 0, 0] and (other != ci).all()
+    with pytest.raises(AssertionError):
+        cd.other_content_index(ci, 3, shift=3)  # every content onto itself
+    with pytest.raises(AssertionError):
+        cd.other_content_index(torch.zeros(2, dtype=torch.long), 1)
+
+
+def test_identity_gain_sign_and_range():
+    def embed(img):  # a toy embedding: the mean colour, unit-normed
+        v = img.mean(dim=(2, 3)) + 2.0
+        return v / v.norm(dim=1, keepdim=True)
+
+    ref = torch.zeros(2, 3, 8, 8)
+    ref[:, 0] = 1.0
+    far = torch.zeros(2, 3, 8, 8)
+    far[:, 2] = 1.0
+    near = 0.9 * ref + 0.1 * far
+    gain = cd.identity_gain(embed, ref, far, near)
+    assert gain.shape == (2,) and (gain > 0).all() and (gain <= 4).all()
+    assert torch.allclose(cd.identity_gain(embed, ref, near, near), torch.zeros(2))
+    assert (cd.identity_gain(embed, ref, near, far) < 0).all()
+
+
+def test_style_gap_share_zero_for_the_mix_and_one_for_the_content():
+    gram = cd.GramStyleDistance(None, layers=(2, 7), seed=0)
+    g = torch.Generator().manual_seed(3)
+    content = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    mixed = (content * torch.tensor([1.0, 0.3, 0.3]).view(1, 3, 1, 1)).clamp(-1, 1)
+    assert torch.allclose(cd.style_gap_share(gram, mixed, mixed, content), torch.zeros(2))
+    assert torch.allclose(cd.style_gap_share(gram, content, mixed, content), torch.ones(2))
+    half = 0.5 * (content + mixed)
+    share = cd.style_gap_share(gram, half, mixed, content)
+    assert ((share > 0) & (share < 1)).all()
+
+
+def test_scaled_gamma_halves_the_paper_schedule():
+    from hrinv_nb.blending import paper_gamma
+
+    G = hrinv_nb.load_networks(TINY).G
+    full = paper_gamma(G)
+    assert cd.scaled_gamma(G, 1.0) == pytest.approx(full)
+    half = cd.scaled_gamma(G, 0.5)
+    assert half.keys() == full.keys() and all(half[r] == pytest.approx(full[r] / 2) for r in full)
+    with pytest.raises(AssertionError):
+        cd.scaled_gamma(G, 1.5)
+
+
+def test_region_change_splits_background_and_head():
+    a = torch.zeros(1, 3, 8, 8)
+    b = torch.zeros(1, 3, 8, 8)
+    b[..., :2, :] = 1.0  # the top two rows change: background only
+    background = torch.zeros(1, 1, 8, 8)
+    background[..., :4, :] = 1.0
+    out = cd.region_change(b, a, background)
+    assert out["background"].item() == pytest.approx(0.5) and out["head"].item() == 0
+    assert out["background_share"].item() == pytest.approx(1.0)

@@ -274,3 +274,71 @@ def lso_measures(
 def summarise(values: dict[str, list[float]]) -> dict[str, float]:
     """Mean of every per-sample list (NaN-free), keyed like the input."""
     return {k: float(torch.tensor(v, dtype=torch.float64).mean()) for k, v in values.items() if len(v)}
+
+
+# --- Controls and per-pair effects for the pre-registered claims of notebooks 07 and 08 -----------------
+
+
+def other_content_index(content_index: torch.Tensor, n_contents: int, shift: int = 1) -> torch.Tensor:
+    """Per pair, another content ``(c + shift) mod n_contents`` [P]: the wrong identity of a control.
+
+    An identity gain measured against this content instead of the pair's own says whether a method
+    brings the image closer to *its* content or to any face.
+    """
+    ci = torch.as_tensor(content_index).long().reshape(-1)
+    assert n_contents >= 2, f"a control content needs at least two contents, got {n_contents}"
+    assert shift % n_contents > 0, f"shift {shift} maps every content onto itself"
+    assert int(ci.min()) >= 0 and int(ci.max()) < n_contents, "content index out of range"
+    return (ci + shift) % n_contents
+
+
+def identity_gain(embed, reference: torch.Tensor, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """Per-sample identity distance ``reference↔before − reference↔after`` [B] (> 0: ``after`` is closer).
+
+    The distance is :func:`hrinv_nb.retrieval.identity_distance`: the squared L2 distance between
+    unit-norm embeddings, 0 (same identity) to 4 (opposite); the gain therefore lies in [-4, 4].
+    """
+    from ..retrieval import identity_distance
+
+    assert reference.shape == before.shape == after.shape and reference.ndim == 4, (
+        tuple(reference.shape),
+        tuple(before.shape),
+        tuple(after.shape),
+    )
+    ref = reference.cpu()
+    return (identity_distance(embed, ref, before.cpu()) - identity_distance(embed, ref, after.cpu())).detach().cpu()
+
+
+def style_gap_share(
+    gram: GramStyleDistance, images: torch.Tensor, mixed: torch.Tensor, contents: torch.Tensor
+) -> torch.Tensor:
+    """Per-sample ``Gram(images, mixed) / Gram(contents, mixed)`` [B]: the style change ``images`` make
+    away from the mixed image, as a share of the content↔mixed style gap (0: the mixed image's style
+    kept; about 1: as far from it as the unstylised content)."""
+    assert images.shape == mixed.shape == contents.shape and images.ndim == 4, (
+        tuple(images.shape),
+        tuple(mixed.shape),
+        tuple(contents.shape),
+    )
+    gap = gram(contents, mixed)
+    assert (gap > 0).all(), "a content has the mixed image's exact style: the share is undefined"
+    return gram(images, mixed) / gap
+
+
+def scaled_gamma(G: Generator, factor: float) -> dict[int, float]:
+    """The paper's γ schedule (:func:`hrinv_nb.blending.paper_gamma`) times ``factor`` ∈ [0, 1]: a lerp
+    with more weight on G_s and w_s (``factor`` 0.5: half-way towards the content's own reconstruction)."""
+    from ..blending import paper_gamma
+
+    assert 0.0 <= factor <= 1.0, f"factor must lie in [0, 1], got {factor}"
+    return {r: float(g) * factor for r, g in paper_gamma(G).items()}
+
+
+def region_change(images: torch.Tensor, mixed: torch.Tensor, background: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-sample mean |images − mixed| outside (``background``) and inside (``head``) a mask [B, 1, H, W]
+    of background weights in [0, 1], and ``background_share`` = background / (background + head), the
+    share of a method's change that falls on the background (0.5: as much there as on the head)."""
+    bg = masked_residual(images, mixed, background).cpu()
+    head = masked_residual(images, mixed, 1 - background).cpu()
+    share = bg / (bg + head).clamp_min(1e-12)
+    return {"background": bg, "head": head, "background_share": share}
