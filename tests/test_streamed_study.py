@@ -16,7 +16,15 @@ from hrinv_nb.images import save_image
 from hrinv_nb.projector import project_batch
 from hrinv_nb.retrieval import id_retrieval
 from hrinv_nb.stream import ImageFiles, ResumeMismatchError
-from hrinv_nb.studies.id_retrieval import METHODS, FeatureSpace, StudySettings, StyleInputs, run_study
+from hrinv_nb.studies.id_retrieval import (
+    METHODS,
+    NO_CONTENT,
+    FeatureSpace,
+    StudySettings,
+    StyleInputs,
+    retrieval_per_pair,
+    run_study,
+)
 
 
 class Stop(Exception):
@@ -143,6 +151,37 @@ def test_study_from_disk_equals_in_memory(world, tmp_path):
     assert len(list((tmp_path / "study" / "cartoon" / "layer_swap" / "items").iterdir())) == N
     assert len(list((tmp_path / "study" / "cartoon" / "lerp" / "items").iterdir())) == N * S
     assert (tmp_path / "study" / "metrics.jsonl").read_text().count("\n") == 2
+
+
+def test_retrieval_per_pair_by_hand():
+    contents = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    emb = torch.tensor([[0.8, 0.6], [0.8, 0.6], [0.0, -1.0]])
+    got = retrieval_per_pair(contents, emb, torch.tensor([0, 1, 2]))
+    # squared distances: rows 0 and 1 to contents (0.4, 0.8, 3.6); row 2 (2, 4, 2): a tie, argmin takes content 0
+    assert got["hit"] == [1.0, 0.0, 0.0]
+    assert got["margin"] == pytest.approx([0.8 - 0.4, 0.4 - 0.8, 2.0 - 2.0])
+    assert [m > 0 for m in got["margin"]] == [h == 1.0 for h in got["hit"]]
+
+
+def test_study_per_pair_records_match_the_set_scores(world, tmp_path):
+    result = _run(world, tmp_path / "study")
+    ci, si = pair_indices(N, S)
+    for name, row in result.results.items():
+        pairs = result.pairs[name]
+        assert set(pairs) == {*METHODS, NO_CONTENT}
+        for method in METHODS:
+            p = pairs[method]
+            assert len(p["hit"]) == len(p["margin"]) == len(p["content"]) == len(p["style"]) == row[method]["n"]
+            assert np.mean(p["hit"]) == pytest.approx(row[method]["top1"])
+            assert [m > 0 for m in p["margin"]] == [h == 1.0 for h in p["hit"]], (name, method)
+        assert pairs["lerp"]["content"] == ci.tolist() and pairs["lerp"]["style"] == si.tolist()
+        assert pairs["lerp + LSO"]["content"] == pairs["lerp (LSO pairs)"]["content"]
+        assert set(pairs["lerp + LSO"]["style"]) == set(range(LSO_S))
+        # the G_t samples carry no content: each is "retrieved" for exactly one content, so top-1 is chance
+        control = pairs[NO_CONTENT]
+        assert control["content"] == ci.tolist() and np.mean(control["hit"]) == pytest.approx(1 / N)
+    again = _run(world, tmp_path / "study")  # read back from the folder: the same records
+    assert again.computed == [] and again.pairs == result.pairs
 
 
 def test_study_interrupted_resumes_without_recomputing(world, tmp_path):

@@ -18,6 +18,11 @@ A rerun with the same inputs and ``work_dir`` skips every finished style (G_t is
 resumes an unfinished one at its last finished batch; any other input or setting stops it before
 any computation with :class:`hrinv_nb.stream.ResumeMismatchError` naming what differs.
 
+Besides the set scores, every style keeps per-pair records (``StudyResult.pairs``): for each method and
+for the style's G_t samples themselves (the code of the content weight 0: no content at all, the
+do-nothing control of ID retrieval), each pair's content, gallery style, retrieval hit and retrieval
+margin (:func:`retrieval_per_pair`), so that a notebook can compute standard errors clustered by content.
+
 Two shortcuts keep the work at what the scores need, with the same numbers: a layer-swapped image
 does not depend on the style code (w_s is kept, G_m is fixed per target style), so one image per
 content is rendered and counted once per style, as every pair; and "lerp (LSO pairs)" is the
@@ -48,7 +53,9 @@ from ..retrieval import embed_batches, id_retrieval
 from ..stream import ImageSource, StreamFileError, fingerprint, iter_batches, iter_chunks, npz_writer, open_store
 
 METHODS = ("layer swap", "lerp", "lerp (LSO pairs)", "lerp + LSO")
-KIND = "id_retrieval_study"
+NO_CONTENT = "G_t sample (no content)"
+"""The per-pair records' do-nothing control: the gallery style's own G_t image, paired with every content."""
+KIND = "id_retrieval_study_v2"  # v2: per-pair records (folders of the first version, without them, are refused)
 _STYLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 OnChunk = Callable[[str, int, int], None]
 
@@ -119,8 +126,10 @@ class StudySettings:
 @dataclass
 class StudyResult:
     """The scores per style (``results[style][method]``: ``top1``, ``n``, ``top1_thresh``, ``frechet
-    <space>``, ``FID <size>``; ``results[style]['floor']``), the projection's PSNR and ID retrieval,
-    example images per style, and which styles this call computed (the others were read back)."""
+    <space>``, ``FID <size>``; ``results[style]['floor']``), the per-pair records (``pairs[style][method]``,
+    methods :data:`METHODS` and :data:`NO_CONTENT`: lists ``content``, ``style``, ``hit``, ``margin``),
+    the projection's PSNR and ID retrieval, example images per style, and which styles this call
+    computed (the others were read back)."""
 
     chance: float
     projection_psnr_db: float
@@ -132,6 +141,7 @@ class StudyResult:
     seconds: dict[str, float]
     folder: Path
     projection: StreamedProjection = field(repr=False)
+    pairs: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
 
     def numbers(self) -> dict[str, Any]:
         """The plain numbers (for a figure's JSON record)."""
@@ -140,6 +150,7 @@ class StudyResult:
             "projection_psnr_db": self.projection_psnr_db,
             "projection_id_top1": self.projection_id_top1,
             "results": self.results,
+            "pairs": self.pairs,
         }
 
 
@@ -150,6 +161,25 @@ def folder_fingerprint(folder: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"not a folder: {path}")
     files = sorted(p for p in path.iterdir() if p.is_file())
     return {"folder": str(path), "files": [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]}
+
+
+def retrieval_per_pair(content_emb: torch.Tensor, emb: torch.Tensor, labels: torch.Tensor) -> dict[str, list[float]]:
+    """Per stylised image: ``hit`` (1.0 when its nearest content is its own, else 0.0) and ``margin``,
+    the squared distance to the nearest *other* content minus the squared distance to its own (> 0
+    exactly when it is retrieved; ties aside): ID retrieval's per-pair, continuous form.
+
+    ``content_emb`` [N, d], ``emb`` [M, d], ``labels`` [M] (content indices); N ≥ 2.
+    """
+    assert content_emb.ndim == 2 and emb.ndim == 2 and content_emb.shape[1] == emb.shape[1], (
+        f"{tuple(content_emb.shape)} vs {tuple(emb.shape)}"
+    )
+    labels = torch.as_tensor(labels).long().reshape(-1).cpu()
+    assert labels.shape[0] == emb.shape[0] and content_emb.shape[0] >= 2, (labels.shape, content_emb.shape)
+    d = torch.cdist(emb.double().cpu(), content_emb.double().cpu()).square()
+    own = d.gather(1, labels[:, None]).squeeze(1)
+    others = d.scatter(1, labels[:, None], float("inf")).min(dim=1).values
+    hit = d.argmin(dim=1) == labels
+    return {"hit": hit.double().tolist(), "margin": (others - own).tolist()}
 
 
 def features(
@@ -268,25 +298,30 @@ def run_study(
         )
 
     results: dict[str, dict[str, dict[str, float]]] = {}
+    pairs: dict[str, dict[str, dict[str, list[float]]]] = {}
     examples: dict[str, dict[str, torch.Tensor]] = {}
     computed, seconds = [], {}
     for k, (start, stop, record) in enumerate(iter_chunks(store)):
         style = styles[k]
         t0 = time.perf_counter()
         if record is None:
-            row, shown = _run_style(G_s, contents, proj, content_emb, style, k, identity, spaces, s, work, inception,
-                                    batch, read_batch, progress, hook)  # fmt: skip
+            row, per_pair, shown = _run_style(G_s, contents, proj, content_emb, style, k, identity, spaces, s, work,
+                                              inception, batch, read_batch, progress, hook)  # fmt: skip
             labels = list(shown)
             files = [
                 (store.item_path(k, "examples.npz"), npz_writer({f"e{i}": shown[x] for i, x in enumerate(labels)}))
             ]
-            item = {"style": style.name, "row": row, "examples": labels, "seconds": time.perf_counter() - t0}
+            item = {
+                "style": style.name, "row": row, "pairs": per_pair, "examples": labels,
+                "seconds": time.perf_counter() - t0,
+            }  # fmt: skip
             record = store.write_chunk(start, stop, files, [item])
             computed.append(style.name)
             if on_chunk is not None:
                 on_chunk("styles", start, stop)
         item = record.items[0]
         results[style.name] = item["row"]
+        pairs[style.name] = item["pairs"]
         examples[style.name] = _read_examples(store.item_path(k, "examples.npz"), item["examples"])
         seconds[style.name] = float(item["seconds"])
         if log is not None:
@@ -307,6 +342,7 @@ def run_study(
         seconds=seconds,
         folder=work,
         projection=proj,
+        pairs=pairs,
     )
 
 
@@ -335,8 +371,9 @@ def _run_style(
     read_batch: int,
     progress: bool,
     hook: Callable[[str], Callable[[int, int], None] | None],
-) -> tuple[dict[str, dict[str, float]], dict[str, torch.Tensor]]:
-    """Stylise (streamed, resumable) and score one style; returns its row of scores and its example images."""
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[float]]], dict[str, torch.Tensor]]:
+    """Stylise (streamed, resumable) and score one style; returns its row of scores, its per-pair records
+    (see :class:`StudyResult`) and its example images."""
     n = proj.w.shape[0]
     w_s = proj.w.to(next(G_s.parameters()).device)  # (read from disk: on the CPU)
     G_t = style.load_G_t()
@@ -368,8 +405,21 @@ def _run_style(
     for size in fid_sizes:
         generated[f"FID {size}"] = lambda x, size=size: inception.images(x, size)
 
-    def score(reader: Iterable[torch.Tensor], labels: torch.Tensor, repeat: int = 1) -> dict[str, float]:
+    per_pair: dict[str, dict[str, list[float]]] = {}
+
+    def record(method: str, emb: torch.Tensor, labels: torch.Tensor, style_index: torch.Tensor) -> None:
+        assert emb.shape[0] == labels.numel() == style_index.numel(), (emb.shape, labels.shape, style_index.shape)
+        per_pair[method] = {
+            "content": labels.long().tolist(),
+            "style": style_index.long().tolist(),
+            **retrieval_per_pair(content_emb, emb, labels),
+        }
+
+    def score(
+        method: str, reader: Iterable[torch.Tensor], labels: torch.Tensor, style_index: torch.Tensor, repeat: int = 1
+    ) -> dict[str, float]:
         feats = {name: f.repeat_interleave(repeat, dim=0) for name, f in features(reader, generated).items()}
+        record(method, feats["identity"], labels, style_index)
         r = id_retrieval(content_emb, feats["identity"], labels, s.threshold)
         row = {"top1": r["top1"], "n": r["n"], "top1_thresh": r["top1_thresh"]}
         for sp in spaces:
@@ -384,12 +434,17 @@ def _run_style(
     if style.floor is not None:
         floor = features(iter_batches(style.floor, read_batch), extractors)
         row["floor"] = {name: frechet_distance(floor[name], reference[name]) for name in reference}
-    row["layer swap"] = score(swap.iter_images(read_batch), torch.arange(n).repeat_interleave(s.n_styles), s.n_styles)
-    row["lerp"] = score(lerp.iter_images(read_batch), lerp.content_index)
-    row["lerp (LSO pairs)"] = score(lso.iter_images(read_batch, "mixed"), lso.content_index)
-    row["lerp + LSO"] = score(lso.iter_images(read_batch), lso.content_index)
-    with torch.no_grad():
-        gallery = G_t.synthesis(w_t[: min(2, s.n_styles)], noise_mode="const").cpu()
+    row["layer swap"] = score("layer swap", swap.iter_images(read_batch), ci, si, s.n_styles)  # content-major
+    row["lerp"] = score("lerp", lerp.iter_images(read_batch), lerp.content_index, lerp.style_index)
+    row["lerp (LSO pairs)"] = score(
+        "lerp (LSO pairs)", lso.iter_images(read_batch, "mixed"), lso.content_index, lso.style_index
+    )
+    row["lerp + LSO"] = score("lerp + LSO", lso.iter_images(read_batch), lso.content_index, lso.style_index)
+    with torch.no_grad():  # the gallery's own images: each paired with every content (the no-content control)
+        gallery = torch.cat(
+            [G_t.synthesis(w_t[a : a + read_batch], noise_mode="const").cpu() for a in range(0, s.n_styles, read_batch)]
+        )
+    record(NO_CONTENT, embed_batches(identity.embed, iter_batches(gallery, read_batch))[si], ci, si)
     shown = {"content 1": contents[0:1].cpu(), "style 1": gallery[0:1]}
     if s.n_styles >= 2:
         shown["style 2"] = gallery[1:2]
@@ -398,8 +453,8 @@ def _run_style(
     if s.n_styles >= 2:
         shown["lerp, style 2"] = lerp.image(1)
     shown["lerp + LSO, style 1"] = lso.image(0)
-    json.dumps(row)  # plain numbers only (NaN allowed)
-    return row, {label: img.float().contiguous() for label, img in shown.items()}
+    json.dumps([row, per_pair])  # plain numbers only (NaN allowed)
+    return row, per_pair, {label: img.float().contiguous() for label, img in shown.items()}
 
 
 def file_key(path: str | os.PathLike | None) -> dict[str, Any] | None:
@@ -417,8 +472,10 @@ __all__ = [
     "StudyResult",
     "StudySettings",
     "StyleInputs",
+    "NO_CONTENT",
     "features",
     "file_key",
     "folder_fingerprint",
+    "retrieval_per_pair",
     "run_study",
 ]
