@@ -18,11 +18,14 @@ TORCH_INSTALL  := $(strip pip install $(TORCH_PIP_ARGS) torch==$(TORCH_VERSION) 
 # The extras `make setup` installs: the tests' (test, dev; align for the alignment tests, fid for FID),
 # and notebooks for a Jupyter front end. constraints.txt pins every package of exactly this set.
 EXTRAS := test,dev,notebooks,fid,align
+# The extra `make browser-check` adds on top of those (playwright; the browser is Debian's chromium). Not
+# installed by `make setup`; `make lock` pins it too, so constraints.txt covers every extra.
+BROWSER_EXTRA := browser
 CONSTRAINTS := constraints.txt
 # Where `make lock` builds its throw-away environment.
 LOCKENV ?= /tmp/hrinv-lockenv
 
-.PHONY: setup system-deps lock figures test bench strip lab clean-venv
+.PHONY: setup system-deps lock figures test bench strip lab browser-check clean-venv
 
 setup: $(STAMP)
 
@@ -50,18 +53,18 @@ system-deps:
 	fi
 
 # Regenerate constraints.txt: a fresh venv in $(LOCKENV), the pinned torch pair, the package with
-# $(EXTRAS), then `pip freeze --all --exclude-editable`. Run with the default TORCH_INDEX.
+# $(EXTRAS) and $(BROWSER_EXTRA), then `pip freeze --all --exclude-editable`. Run with the default TORCH_INDEX.
 lock:
 	rm -rf $(LOCKENV)
 	$(PYTHON) -m venv $(LOCKENV)
 	$(LOCKENV)/bin/python -m pip install --upgrade pip
 	$(LOCKENV)/bin/python -m pip install torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION)
-	$(LOCKENV)/bin/python -m pip install -e '.[$(EXTRAS)]'
+	$(LOCKENV)/bin/python -m pip install -e '.[$(EXTRAS),$(BROWSER_EXTRA)]'
 	{ printf '%s\n' \
 	  "# Every package of a working hrinv_nb environment, pinned: \`make setup\` installs with -c $(CONSTRAINTS)," \
 	  "# so two fresh installs get the same versions. Made by \`make lock\` (on Linux x86_64 with" \
 	  "# $$($(LOCKENV)/bin/python -V)): a fresh venv, pip install --upgrade pip," \
-	  "# pip install torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION), pip install -e '.[$(EXTRAS)]'," \
+	  "# pip install torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION), pip install -e '.[$(EXTRAS),$(BROWSER_EXTRA)]'," \
 	  "# then pip freeze --all --exclude-editable. To regenerate after changing pyproject.toml or the torch" \
 	  "# pins: \`make lock\`, then commit this file. Packages a platform does not need (nvidia-*) are simply" \
 	  "# not installed there."; \
@@ -90,6 +93,21 @@ strip:
 LAB_ARGS ?=
 lab: setup
 	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
+
+# A real-browser check of a slider notebook (not part of `make test`): a copy of notebook 03 with its smoke
+# parameters, run in JupyterLab (127.0.0.1, a random token) in headless Chromium; moves the slider and checks
+# the image changed and exactly one figure is shown under the control. Needs Debian's chromium
+# (`apt-get install chromium`); installs the $(BROWSER_EXTRA) extra into the venv. Screenshots and the
+# record go to runs/browser_check/. Another notebook or options, e.g.
+#   make browser-check BROWSER_ARGS="--notebook 01 --keep"
+BROWSER_ARGS ?=
+BROWSER_STAMP := $(VENV)/.hrinv-browser-installed
+$(BROWSER_STAMP): $(STAMP)
+	$(PY) -m pip install -c $(CONSTRAINTS) -e '.[$(BROWSER_EXTRA)]'
+	touch $(BROWSER_STAMP)
+
+browser-check: $(BROWSER_STAMP)
+	$(PY) -m hrinv_nb.notebook.browser_check $(BROWSER_ARGS)
 
 bench: setup
 	$(PY) benchmarks/bench_networks.py

@@ -245,8 +245,13 @@ def test_environment_yml_pins_the_same_torch_and_uses_the_constraints():
 def test_setup_installs_every_extra_with_the_constraints():
     extras = _makefile_var("EXTRAS").split(",")
     assert {"test", "dev", "align", "fid"} <= set(extras)
-    assert set(extras) == set(_extras()), "constraints.txt is made from exactly the extras `make setup` installs"
+    browser = _makefile_var("BROWSER_EXTRA")  # installed by `make browser-check` only, pinned all the same
+    assert browser not in extras, "the browser extra is not part of `make setup`"
+    assert set(extras) | {browser} == set(_extras()), (
+        "constraints.txt is made from exactly the extras `make lock` installs"
+    )
     makefile = (ROOT / "Makefile").read_text()
+    assert "pip install -e '.[$(EXTRAS),$(BROWSER_EXTRA)]'" in makefile
     assert re.search(r"^\$\(STAMP\):.*pyproject\.toml.*Makefile.*\$\(CONSTRAINTS\)", makefile, re.M)
     assert "pip install -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'" in makefile
     assert _makefile_var("CONSTRAINTS") == "constraints.txt"
