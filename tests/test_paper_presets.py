@@ -92,7 +92,7 @@ OVERRIDES: dict[str, dict[str, Any]] = {
         "num_steps": 3,
         "pano_size": [64, 192],
         "pano_steps": 3,
-        "n_samples": 1,
+        "n_samples": 3,
     },
     "15_toy_world": {"n_measure": 2, "n_spectrum": 2},
 }
