@@ -71,3 +71,11 @@ def test_check_fails_on_a_stale_readme_and_write_fixes_it(tmp_path, capsys):
     reasons.write_text("- not a mapping\n")
     with pytest.raises(ValueError, match="mapping"):
         coverage.main([*args, "--check", str(readme)])
+
+
+def test_the_committed_readme_agrees_with_the_committed_records(capsys):
+    """The README's coverage table and verdict lists are what figures/*.json and claim_reasons.yaml say,
+    and every claim that did not hold has its sentence of why."""
+    assert coverage.main(["--check", str(coverage.REPO / "README.md")]) == 0, capsys.readouterr().out
+    missing = coverage.missing_reasons(coverage.load_records(coverage.REPO / "figures"), coverage.load_reasons())
+    assert not missing, f"claims without a reason in {coverage.REASONS}: {missing}"
