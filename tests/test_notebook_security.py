@@ -65,7 +65,7 @@ def test_minimal_call_infers_types(tmp_path: Path):
     [
         ("lso_steps", -5, "lso_steps=-5 must be >= 1"),
         ("num_steps", 0, "num_steps=0 must be >= 1"),
-        ("early_rows", 0, "early_rows=0 must be >= 1"),  # a count whatever its name
+        ("early_blocks", 0, "early_blocks=0 must be >= 1"),  # a count whatever its name
         ("seed", -1, "seed=-1 must be >= 0"),
         ("num_steps", True, "must be int"),
         ("num_steps", 2.0, "must be int"),
