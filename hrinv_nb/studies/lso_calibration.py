@@ -24,7 +24,7 @@ import torch
 
 from ..gallery import Stylized
 from ..networks import Generator
-from .cross_domain import GramStyleDistance
+from .cross_domain import GramStyleDistance, identity_gain
 
 
 @dataclass(frozen=True)
@@ -197,12 +197,11 @@ def pair_measures(
     if embed is not None:
         img, mix, tgt, wrong = images.cpu(), mixed.cpu(), targets.cpu(), wrong_targets.cpu()
         before, after = identity_distance(embed, tgt, mix), identity_distance(embed, tgt, img)
-        w_before, w_after = identity_distance(embed, wrong, mix), identity_distance(embed, wrong, img)
         out |= {
             "id_before": before.tolist(),
             "id_after": after.tolist(),
             "id_gain": (before - after).tolist(),
-            "wrong_gain": (w_before - w_after).tolist(),
+            "wrong_gain": identity_gain(embed, wrong, mix, img).tolist(),
         }
     return out
 
