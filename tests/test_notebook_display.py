@@ -68,6 +68,8 @@ def test_slider_shows_the_control_and_one_figure_then_updates_that_figure(shell)
     echoed = _run(shell, "plots.precomputed_slider(control, render)", control=control, render=_figure)
 
     assert echoed is None, "the cell must not echo a value"
+    assert "Precomputed" in outputs[0]["data"]["text/markdown"], "a caption says the views are precomputed"
+    outputs = outputs[1:]
     assert [WIDGET in o["data"] for o in outputs] == [True, False], "the control first, then one view under it"
     assert [o["data"][WIDGET]["model_id"] for o in outputs[:1]] == [control.model_id]
     first = outputs[1]
@@ -77,6 +79,7 @@ def test_slider_shows_the_control_and_one_figure_then_updates_that_figure(shell)
     assert plt.get_fignums() == [], "the displayed figure is closed (the inline backend would show it again)"
 
     control.value = 0.5  # what a move in the browser does to the kernel-side widget
+    outputs = shell.display_pub.outputs[1:]
     assert len(outputs) == 3, "a move adds no new output"
     moved = outputs[2]
     assert moved["update"] and moved["transient"]["display_id"] == display_id, "it updates the same display"
@@ -84,7 +87,40 @@ def test_slider_shows_the_control_and_one_figure_then_updates_that_figure(shell)
     assert plt.get_fignums() == []
 
     control.value = 1.0
+    outputs = shell.display_pub.outputs[1:]
     assert len(outputs) == 4 and outputs[3]["update"] and outputs[3]["data"]["image/png"] == first["data"]["image/png"]
+
+
+def test_live_controls_recompute_one_view_from_all_control_values(shell):
+    import ipywidgets as widgets
+
+    calls = []
+
+    def render(scale, label):
+        calls.append((scale, label))
+        return _figure(scale if label == "up" else -scale)
+
+    outputs = shell.display_pub.outputs
+    scale = widgets.FloatSlider(value=1.0, min=0.0, max=2.0, continuous_update=True)
+    label = widgets.Dropdown(options=["up", "down"], value="up")
+    echoed = _run(
+        shell, "plots.live_controls([scale, label], render, cost='under 1 s')", scale=scale, label=label, render=render
+    )
+
+    assert echoed is None
+    assert "Live" in outputs[0]["data"]["text/markdown"] and "under 1 s" in outputs[0]["data"]["text/markdown"]
+    box = outputs[1]["data"][WIDGET]["model_id"]
+    assert box not in (scale.model_id, label.model_id), "two controls are shown together in one box"
+    assert scale.continuous_update is False, "a live slider recomputes once per release, not per pixel dragged"
+    assert calls == [(1.0, "up")] and "image/png" in outputs[2]["data"]
+    display_id = outputs[2]["transient"]["display_id"]
+
+    label.value = "down"
+    scale.value = 0.5
+    assert calls == [(1.0, "up"), (1.0, "down"), (0.5, "down")], "each change renders from every control's value"
+    assert len(outputs) == 5 and all(o["update"] and o["transient"]["display_id"] == display_id for o in outputs[3:])
+    assert outputs[3]["data"]["image/png"] != outputs[4]["data"]["image/png"]
+    assert plt.get_fignums() == []
 
 
 def test_slider_renderer_must_return_its_view(shell):
@@ -180,6 +216,8 @@ def test_slider_in_a_kernel_updates_in_place_when_the_frontend_moves_it():
         msgs = _iopub_until_idle(kc, kc.execute(SLIDER_CELL))
         assert [m for m in msgs if m["msg_type"] == "error"] == []
         shown = [m["content"] for m in msgs if m["msg_type"] in ("display_data", "execute_result")]
+        assert "text/markdown" in shown[0]["data"], "first the caption (precomputed or live)"
+        shown = shown[1:]
         assert [WIDGET in c["data"] for c in shown] == [True, False], "the control, then exactly one view"
         assert "image/png" in shown[1]["data"]
         display_id = shown[1]["transient"]["display_id"]

@@ -160,36 +160,69 @@ def close_figure(obj: Any) -> None:
         plt.close(obj)
 
 
-def _checked_view(render: Callable[[Any], Any], value: Any) -> Any:
-    """``render(value)``, which must return the view to display (a renderer that draws or prints returns None)."""
-    view = render(value)
-    assert view is not None, f"render({value!r}) returned None: return the view (e.g. a Figure) instead of showing it"
-    return view
+def control_panel(controls: Any, render: Callable[..., Any], *, live: bool, cost: str = "") -> None:
+    """One or more ipywidgets ``controls`` with one view under them that updates in place.
 
-
-def precomputed_slider(control: Any, render: Callable[[Any], Any]) -> None:
-    """An ipywidgets ``control`` (slider, dropdown) over precomputed results, with one view that updates in place.
-
-    ``render(value)`` returns the view for one value (a matplotlib ``Figure``, or anything IPython can
-    display). The control is displayed, then the view of ``control.value`` under it with a display id;
-    moving the control in a live notebook replaces that same output (``DisplayHandle.update``), so
-    exactly one view is ever shown under the control. Figures are closed once displayed, so the inline
-    backend does not show them a second time. No output is captured by a widget ``Output`` (executing
-    such captures under papermill/nbclient can hang intermittently: nteract/papermill#723,
-    jupyter/nbclient#312); under papermill and nbval the cell simply shows the default view.
-    Returns None, so a cell ending with this call echoes nothing.
+    ``render(*values)`` (one value per control, in order) returns the view: a matplotlib ``Figure``, or
+    anything IPython can display. A caption says whether the view is ``live`` (recomputed on demand on
+    each change; ``cost`` says how long that takes, e.g. "about 2 s on 2 cores") or precomputed (the run
+    computed every view; a change only switches between them). Then the controls, then the view of their
+    current values with a display id; a change replaces that same output (``DisplayHandle.update``), so
+    exactly one view is ever shown. Figures are closed once displayed, so the inline backend does not show
+    them a second time. Live sliders get ``continuous_update=False`` (one recomputation per release, not
+    one per pixel dragged). No output is captured by a widget ``Output`` (such captures can hang under
+    papermill/nbclient: nteract/papermill#723, jupyter/nbclient#312); under papermill and nbval the cell
+    simply shows the default view. Returns None, so a cell ending with this call echoes nothing.
     """
-    from IPython.display import DisplayHandle, display
+    from IPython.display import DisplayHandle, Markdown, display
 
-    display(control)
-    view = _checked_view(render, control.value)
+    ctrls = list(controls) if isinstance(controls, list | tuple) else [controls]
+    assert ctrls, "no controls"
+    if live:
+        how = "**Live**: each change recomputes the view" + (f" ({cost})" if cost else "")
+        for c in ctrls:
+            if hasattr(c, "continuous_update"):
+                c.continuous_update = False
+    else:
+        how = "**Precomputed**: the run computed every view; a change only switches between them"
+    display(Markdown(how + ". The controls move once the notebook runs in a live kernel (Run All)."))
+    if len(ctrls) == 1:
+        display(ctrls[0])
+    else:
+        import ipywidgets as widgets
+
+        display(widgets.HBox(ctrls))
+
+    def view_now() -> Any:
+        values = [c.value for c in ctrls]
+        view = render(*values)
+        assert view is not None, (
+            f"render{tuple(values)!r} returned None: return the view (e.g. a Figure) instead of showing it"
+        )
+        return view
+
+    view = view_now()
     handle = DisplayHandle()  # its own display id (outside IPython, display and update just print)
     handle.display(view)
     close_figure(view)
 
     def on_change(change: Mapping[str, Any]) -> None:
-        new_view = _checked_view(render, change["new"])
+        new_view = view_now()
         handle.update(new_view)
         close_figure(new_view)
 
-    control.observe(on_change, names="value")
+    for c in ctrls:
+        c.observe(on_change, names="value")
+
+
+def precomputed_slider(control: Any, render: Callable[[Any], Any]) -> None:
+    """One control (slider, dropdown) over precomputed views: :func:`control_panel` with ``live=False``."""
+    control_panel(control, render, live=False)
+
+
+def live_controls(controls: Any, render: Callable[..., Any], *, cost: str) -> None:
+    """Controls whose view is recomputed on each change: :func:`control_panel` with ``live=True``.
+
+    ``cost`` says how long one recomputation takes (measured, e.g. "about 3 s on 2 cores").
+    """
+    control_panel(controls, render, live=True, cost=cost)
