@@ -231,3 +231,51 @@ def test_finished_summary(tmp_path: Path, no_papermill):
     summary = _summary(tmp_path)
     assert summary["status"] == "ok" and summary["interrupted"] is None and summary["running"] is None
     assert summary["completed"] == ["00_quickstart.ipynb", "06_cost_table.ipynb"]
+
+
+def _copying_papermill(monkeypatch):
+    """A papermill stand-in that writes the source notebook as the executed copy and records the parameters."""
+    import shutil
+
+    import papermill
+
+    calls = []
+
+    def fake(src, dest, **kwargs):
+        calls.append(kwargs["parameters"])
+        shutil.copyfile(src, dest)
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake)
+    return calls
+
+
+def test_a_preset_run_writes_its_figures_in_the_run_and_says_so_in_the_title(tmp_path: Path, monkeypatch):
+    import nbformat
+
+    calls = _copying_papermill(monkeypatch)
+    assert mainjob.main(["--preset", "smoke", "--only", "03", "--run-dir", str(tmp_path)]) == 0
+    assert calls[0]["figures_dir"] == str((tmp_path / "figures").resolve()), "never the committed figures/"
+    copy = nbformat.read(tmp_path / "03_w_vs_noise.ipynb", as_version=4)
+    title = copy.cells[0].source
+    assert title.startswith("# 03 ") and "ran with the `smoke` preset" in title
+    assert "notebooks/params/smoke/03_w_vs_noise.yaml" in title and "`num_steps=20`" in title
+    links = [c.source for c in copy.cells if c.cell_type == "markdown" and "figures/03_w_vs_noise.png" in c.source]
+    assert links and all("](../figures/" not in s for s in links), "links are rewritten for the copy's folder"
+    target = os.path.relpath(mainjob.FIGURES / "03_w_vs_noise.png", tmp_path.resolve())
+    assert f"]({target})" in links[0] and (tmp_path / target).exists(), "the link reaches the committed figure"
+
+
+def test_the_default_run_writes_the_committed_figures(tmp_path: Path, monkeypatch):
+    import nbformat
+
+    calls = _copying_papermill(monkeypatch)
+    assert mainjob.main(["--only", "03", "-p", "num_steps", "7", "--run-dir", str(tmp_path)]) == 0
+    assert "figures_dir" not in calls[0]
+    title = nbformat.read(tmp_path / "03_w_vs_noise.ipynb", as_version=4).cells[0].source
+    assert "ran with the default parameters" in title and "`num_steps=7`" in title
+    calls.clear()
+    given = str(tmp_path / "mine")
+    assert (
+        mainjob.main(["--preset", "smoke", "--only", "03", "-p", "figures_dir", given, "--run-dir", str(tmp_path)]) == 0
+    )
+    assert calls[0]["figures_dir"] == given, "an explicit figures_dir wins"

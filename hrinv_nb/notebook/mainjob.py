@@ -8,7 +8,11 @@
     python -m hrinv_nb.notebook.mainjob --list
 
 Executed copies go to ``runs/<timestamp>/`` (not committed); figures are written by the notebooks
-to ``figures/``. The command exits non-zero, naming the notebook, when any notebook fails (1) or
+to ``figures/`` in the default run (and with ``--preset paper``), and to ``runs/<timestamp>/figures/``
+with any other preset (``teach``: every notebook in about a minute for a class), so that only the
+default run replaces the committed figures. Each executed copy's title cell says which preset and
+parameters it ran with, and its links to the committed figures point at ``figures/`` from where the
+copy lies. The command exits non-zero, naming the notebook, when any notebook fails (1) or
 the run is interrupted by Ctrl-C (130) or SIGTERM (143); ``runs/<timestamp>/summary.json`` then
 says ``"status": "interrupted"`` and names the notebook in flight. While no notebook exists yet, it
 renders a sample grid of the parity-fixture generator instead.
@@ -24,7 +28,8 @@ and ``--preset`` a plain folder name under ``notebooks/params/``. All of it is c
 selected notebook before the first one runs.
 
 Parameter files: ``notebooks/params/<preset>/<notebook>.yaml`` (papermill ``-f`` files). The
-``smoke`` preset holds the small values that ``make test`` runs under nbval; ``paper`` holds the
+``smoke`` preset holds the small values that ``make test`` runs under nbval; ``teach`` the values
+for a class (each notebook in at most a minute on 2 cores, its mechanism still visible); ``paper`` the
 paper's settings and real-asset paths (``$VAR`` values name environment variables).
 """
 
@@ -56,6 +61,8 @@ CELL_TIMEOUT_S = 1800  # a cell that runs longer fails the notebook instead of h
 NOTEBOOK_FILE = re.compile(r"\d\d_[a-z0-9_]+\.ipynb")
 PRESET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+# Presets whose figures go to figures/ like the default run's (real-weight runs replace the toy figures).
+COMMITTED_FIGURE_PRESETS = ("paper",)
 
 
 class SelectionError(HrinvError):
@@ -288,6 +295,48 @@ def _kernel_interrupted(err: BaseException) -> bool:
     return getattr(err, "ename", None) == "KeyboardInterrupt"
 
 
+def run_figures_dir(preset: str | None, run_dir: Path, parameters: Mapping[str, object]) -> str | None:
+    """The ``figures_dir`` a run injects: ``run_dir/figures`` for a preset other than ``paper`` unless
+    ``figures_dir`` is given (in ``parameters``); None (the notebook's default, ``figures/``) otherwise."""
+    if preset is None or preset in COMMITTED_FIGURE_PRESETS or parameters.get("figures_dir"):
+        return None
+    return str((run_dir / "figures").resolve())
+
+
+def annotate_copy(copy: Path, preset: str | None, parameters: Mapping[str, object], figures: Path) -> None:
+    """Say in ``copy``'s title cell which preset and injected ``parameters`` it ran with and where its figure went, and
+    point its links to the committed ``figures/`` folder (``../figures/`` in ``notebooks/``) at that
+    folder as seen from the copy. Rewrites the copy atomically; a missing copy is left alone."""
+    import os
+
+    import nbformat
+
+    if not copy.exists():
+        return
+    nb = nbformat.read(copy, as_version=4)
+    committed = Path(os.path.relpath(FIGURES, copy.parent.resolve())).as_posix()
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = cell.source.replace("](../figures/", f"]({committed}/")
+    shown = ", ".join(f"`{k}={v!r}`" for k, v in parameters.items() if k != "figures_dir") or "none"
+    where = Path(os.path.relpath(figures, copy.parent.resolve())).as_posix()
+    if preset:
+        yaml = f"notebooks/params/{preset}/{copy.stem}.yaml"
+        how = f"**This copy ran with the `{preset}` preset** (`{yaml}` and `-p`: {shown})"
+    else:
+        how = f"**This copy ran with the default parameters** (`make figures`; `-p`: {shown})"
+    note = (
+        f"> {how}. Its figure and record were written to `{where}/`. The tables and figures under the code"
+        " cells are this run's; numbers quoted in the prose are those of the default run."
+    )
+    title = next((c for c in nb.cells if c.cell_type == "markdown"), None)
+    if title is not None and note not in title.source:
+        head, _, rest = title.source.partition("\n")
+        title.source = f"{head}\n\n{note}\n{rest}"
+    text = nbformat.writes(nb)
+    atomic_write(copy, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
 def run_notebooks(
     notebooks: list[Path],
     parameters: dict[str, object],
@@ -307,6 +356,9 @@ def run_notebooks(
     import papermill as pm
 
     all_params = {nb: notebook_parameters(nb, preset, parameters) for nb in notebooks}
+    figures_dir = run_figures_dir(preset, run_dir, parameters)
+    if figures_dir is not None:
+        all_params = {nb: {**p, "figures_dir": figures_dir} for nb, p in all_params.items()}
     run_dir.mkdir(parents=True, exist_ok=True)
     log = _RunLog(run_dir, preset, parameters, notebooks)
     failed, times = log.failed, log.times
@@ -334,6 +386,8 @@ def run_notebooks(
             failed.append(nb.name)
             print(f"[{i}/{len(notebooks)}] FAILED {nb.name}: {type(e).__name__}: {str(e)[:2000]}", flush=True)
         times[nb.name] = round(time.perf_counter() - t0, 1)
+        used = Path(str(all_params[nb].get("figures_dir") or FIGURES))
+        annotate_copy(run_dir / nb.name, preset, all_params[nb], used)
         status = "running" if i < len(notebooks) else ("failed" if failed else "ok")
         log.write(status)
         if nb.name not in failed:
