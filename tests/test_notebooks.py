@@ -60,7 +60,15 @@ def test_literate_order(path: Path):
     first_code = _code_cells(nb)[0]
     assert "parameters" in first_code.metadata.get("tags", []), "the first code cell must be tagged 'parameters'"
     assert "build_config(" in _code_cells(nb)[1].source, "the cell after the parameters validates them (build_config)"
-    assert nb.cells[-1].cell_type == "markdown" and "onclusion" in nb.cells[-1].source, "it ends with a conclusion"
+    assert nb.cells[-2].cell_type == "markdown" and "onclusion" in nb.cells[-2].source, "a conclusion, then exercises"
+    exercises = nb.cells[-1].source
+    assert nb.cells[-1].cell_type == "markdown" and exercises.startswith("## Exercises"), "it ends with exercises"
+    items = re.findall(r"^\d+\. ", exercises, flags=re.M)
+    assert 2 <= len(items) <= 3, f"two or three exercises, found {len(items)}"
+    params = _parameters(nb)
+    named = set(re.findall(r"`(\w+) = ", exercises)) | set(re.findall(r" -p (\w+) ", exercises))
+    assert named and named <= set(params), f"exercises name parameters the notebook lacks: {named - set(params)}"
+    assert "**Presets.**" in claim and f"--preset teach --only {path.name[:2]}" in claim, "the title names the presets"
 
 
 def _build_config_call(nb: nbformat.NotebookNode) -> ast.Call:
