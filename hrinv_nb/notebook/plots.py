@@ -6,6 +6,7 @@ it and hand it to :func:`hrinv_nb.notebook.report.save_figure`.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,6 +24,24 @@ def to_numpy_image(img: torch.Tensor) -> np.ndarray:
     return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr
 
 
+_CHAR_EM = 0.62  # DejaVu Sans: a generous mean glyph width in em (wraps before a title outgrows its cell)
+_LINE_EM = 1.3  # line height in em (matplotlib's linespacing 1.2, plus descent)
+
+
+def _wrap(text: str, width_in: float, fontsize: float) -> str:
+    """``text`` with each line broken at spaces to fit ``width_in`` inches at ``fontsize`` points."""
+    chars = max(6, int(width_in * 72 / (_CHAR_EM * fontsize)))
+    out: list[str] = []
+    for line in text.split("\n"):
+        out += textwrap.wrap(line, chars, break_long_words=False, break_on_hyphens=False) or [""]
+    return "\n".join(out)
+
+
+def _text_height(text: str, fontsize: float) -> float:
+    """Height in inches of ``text`` (its lines) at ``fontsize`` points; 0 for an empty text."""
+    return 0.0 if not text else (text.count("\n") + 1) * _LINE_EM * fontsize / 72
+
+
 def image_grid(
     rows: Sequence[Sequence[torch.Tensor | None]],
     *,
@@ -32,43 +51,73 @@ def image_grid(
     scale: float = 1.6,
     title: str | None = None,
 ):
-    """A grid of images (each [3,H,W] or [1,3,H,W] in [-1,1]; ``None`` leaves a cell empty)."""
+    """A grid of images (each [3,H,W] or [1,3,H,W] in [-1,1]; ``None`` leaves a cell empty).
+
+    The layout is explicit, in inches: every row gets the height its tallest title needs above its images
+    (titles are wrapped at spaces to the cell's width), the figure title its own band on top, and the row
+    labels a left margin as wide as the longest. So no title can reach into the frame above it or spill
+    over its neighbours, at any dpi (``tight_layout`` fitted them at one dpi with a hair's margin: at 72 dpi
+    three-line titles touched the frame above)."""
     import matplotlib.pyplot as plt
 
     n_rows = len(rows)
     n_cols = max(len(r) for r in rows)
     assert n_rows > 0 and n_cols > 0, "empty grid"
-    aspect = 1.0
-    for r in rows:
-        for im in r:
-            if im is not None:
-                aspect = im.shape[-1] / im.shape[-2]
-                break
-    fig, axes = plt.subplots(
-        n_rows,
-        n_cols,
-        figsize=(scale * aspect * n_cols + (1.2 if row_labels else 0), scale * n_rows + 0.4),
-        squeeze=False,
-    )
+    assert cell_titles is None or len(cell_titles) >= n_rows, "one list of cell titles per row"
+    assert row_labels is None or len(row_labels) >= n_rows, "one label per row"
+    first = next((im for r in rows for im in r if im is not None), None)
+    aspect = 1.0 if first is None else first.shape[-1] / first.shape[-2]
+    cell_w, cell_h = scale * aspect, scale
+    gap_w, pad, margin = 0.12, 4.0, 0.08  # inches between columns, title pad (points), outer margin (inches)
+    fs_cell, fs_col, fs_row, fs_sup = 7, 8, 8, 9
+
+    def cell_title(i: int, j: int) -> tuple[str, float]:
+        if cell_titles is not None and j < len(cell_titles[i]) and cell_titles[i][j]:
+            return _wrap(cell_titles[i][j], cell_w + gap_w, fs_cell), fs_cell
+        if i == 0 and col_labels is not None and j < len(col_labels):
+            return _wrap(col_labels[j], cell_w + gap_w, fs_col), fs_col
+        return "", fs_cell
+
+    titles = [[cell_title(i, j) if j < len(rows[i]) and rows[i][j] is not None else ("", 0.0)
+               for j in range(n_cols)] for i in range(n_rows)]  # fmt: skip
+    band = [max((_text_height(t, f) for t, f in row), default=0.0) for row in titles]
+    band = [b + pad / 72 if b else 0.0 for b in band]
+    labels = [str(x) for x in row_labels] if row_labels is not None else []
+    label_w = max((_CHAR_EM * fs_row / 72 * max(len(x) for x in lab.split("\n")) for lab in labels), default=0.0)
+    left = margin + (label_w + 0.08 if labels else 0.0)
+    width = left + n_cols * cell_w + (n_cols - 1) * gap_w + margin
+    sup = _wrap(title, width - 2 * margin, fs_sup) if title else ""
+    top = margin + (_text_height(sup, fs_sup) + 0.06 if sup else 0.0)
+    row_gap = 0.1
+    height = top + sum(band) + n_rows * cell_h + (n_rows - 1) * row_gap + margin
+    fig = plt.figure(figsize=(width, height))
+    y = height - top  # inches from the bottom: the top of the next row's title band
     for i, r in enumerate(rows):
+        y -= band[i] + cell_h
         for j in range(n_cols):
-            ax = axes[i][j]
+            x = left + j * (cell_w + gap_w)
+            ax = fig.add_axes((x / width, y / height, cell_w / width, cell_h / height))
             ax.set_xticks([])
             ax.set_yticks([])
             im = r[j] if j < len(r) else None
             if im is None:
                 ax.axis("off")
                 continue
-            ax.imshow(to_numpy_image(im), interpolation="nearest")
-            if cell_titles is not None and cell_titles[i][j]:
-                ax.set_title(cell_titles[i][j], fontsize=7)
-            elif i == 0 and col_labels is not None:
-                ax.set_title(col_labels[j], fontsize=8)
-            if j == 0 and row_labels is not None:
-                ax.set_ylabel(row_labels[i], fontsize=8, rotation=0, ha="right", va="center")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+            ax.imshow(
+                to_numpy_image(im),
+                interpolation="nearest",
+                aspect="auto" if im.shape[-1] / im.shape[-2] == aspect else "equal",
+            )
+            text, fs = titles[i][j]
+            if text:
+                ax.set_title(text, fontsize=fs, pad=pad)
+        if labels:  # beside the row even when its first cell is empty
+            fig.text(
+                (left - 0.08) / width, (y + cell_h / 2) / height, labels[i], fontsize=fs_row, ha="right", va="center"
+            )
+        y -= row_gap
+    if sup:
+        fig.suptitle(sup, fontsize=fs_sup, y=1 - margin / height, va="top")
     return fig
 
 

@@ -52,11 +52,13 @@ def gamma_view(
     mixed = gamma_mix(G_s, G_t, w_s, w_t, gamma_low, gamma_high)
     sched = paper_gamma(G_s, 0.0, 1.0)
     low = [r for r in block_resolutions(G_s) if sched[r] == 0.0]
+    paper = abs(gamma_low - 0.2) < 1e-6 and abs(gamma_high - 0.7) < 1e-6
     return plots.image_grid(
         [[content[0], src[0], sty[0], mixed[0]]],
         col_labels=["content", "G_s(w_s): γ = 0", "G_t(w_t): γ = 1", f"lerp: γ {gamma_low:.2f} / {gamma_high:.2f}"],
         scale=2.0,
-        title=f"γ_low on b{low[0]}–b{low[-1]}, γ_high above (paper: 0.2 / 0.7)",
+        title=f"γ_low {gamma_low:.2f} on b{low[0]}–b{low[-1]}, γ_high {gamma_high:.2f} above"
+        + (" = the paper's" if paper else " (paper: 0.2 / 0.7)"),
     )
 
 
@@ -66,9 +68,11 @@ class LSOView:
 
     mixed: torch.Tensor  # [1, 3, H, W]
     result: torch.Tensor  # [1, 3, H, W]
+    w: torch.Tensor  # [1, num_ws, w_dim], the code after LSO (rows outside the selection are w_m's)
     offset_norm: float  # ‖w − w_m‖ over the optimised rows
     id_before: float | None  # identity distance content ↔ mixed (None without an embedder)
     id_after: float | None  # content ↔ result
+    style_changed: float | None  # Gram(result, mixed) / Gram(content, mixed) (None without a Gram distance)
 
 
 def lso_pair(
@@ -82,8 +86,13 @@ def lso_pair(
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     seed: int = 0,
     embed: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    gram: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> LSOView:
-    """LSO (:func:`hrinv_nb.lso.lso`) of one mixed code ``w_m`` [1, num_ws, w_dim] towards ``content`` [1, 3, H, W]."""
+    """LSO (:func:`hrinv_nb.lso.lso`) of one mixed code ``w_m`` [1, num_ws, w_dim] towards ``content`` [1, 3, H, W].
+
+    With ``embed``, the identity distance to the content before and after; with ``gram`` (a
+    :class:`~hrinv_nb.studies.cross_domain.GramStyleDistance`), the style changed, as notebook 09 measures it
+    (:func:`hrinv_nb.studies.lso_calibration.pair_measures`)."""
     from ..retrieval import identity_distance
 
     assert w_m.ndim == 3 and w_m.shape[0] == 1 and content.shape[0] == 1, (w_m.shape, content.shape)
@@ -96,18 +105,33 @@ def lso_pair(
             float(identity_distance(embed, content.cpu(), mixed.cpu())[0]),
             float(identity_distance(embed, content.cpu(), out.cpu())[0]),
         )
+    style = None
+    if gram is not None:
+        style = float(gram(out, mixed)[0].cpu() / gram(content, mixed)[0].cpu().clamp_min(1e-12))
     norm = float((res.w - w_m).flatten(1).norm(dim=1)[0])
-    return LSOView(mixed=mixed, result=out, offset_norm=norm, id_before=ids[0], id_after=ids[1])
+    assert res.w.shape == w_m.shape and out.shape == content.shape, (res.w.shape, out.shape)
+    return LSOView(mixed=mixed, result=out, w=res.w, offset_norm=norm, id_before=ids[0], id_after=ids[1],
+                   style_changed=style)  # fmt: skip
 
 
 def lso_view(content: torch.Tensor, view: LSOView, *, label: str, reg_weight: float):
-    """Content | mixed | after LSO | |after − mixed| ×8 for one :class:`LSOView`, as a Figure."""
-    ident = ""
+    """Content | mixed | after LSO | |after − mixed| ×8 for one :class:`LSOView`, as a Figure.
+
+    The title: λ_reg, the rows and the offset; then what LSO changed (identity distance to the content
+    before → after, style changed) where the view has them, with their scales."""
+    lines = [f"λ_reg {reg_weight:.2g}, {label}: ‖w − w_m‖ = {view.offset_norm:.2f}"]
+    measured, scales = [], []
     if view.id_before is not None and view.id_after is not None:
-        ident = f"; identity distance to the content {view.id_before:.3f} → {view.id_after:.3f}"
+        measured.append(f"identity distance to the content {view.id_before:.3f} → {view.id_after:.3f}")
+        scales.append("identity distance: 0 = same face, 4 = opposite")
+    if view.style_changed is not None:
+        measured.append(f"style changed {view.style_changed:.3f}")
+        scales.append("style changed: 0 = the mix's style, 1 = as far as the content's")
+    if measured:
+        lines += ["; ".join(measured), f"({'; '.join(scales)})"]
     return plots.image_grid(
         [[content[0], view.mixed[0], view.result[0], plots.residual_image(view.result, view.mixed, gain=8.0)[0]]],
         col_labels=["content", "mixed (lerp)", f"LSO: {label}", "|LSO − mixed| ×8"],
         scale=2.0,
-        title=f"λ_reg {reg_weight:.2g}, {label}: ‖w − w_m‖ = {view.offset_norm:.2f}{ident}",
+        title="\n".join(lines),
     )
