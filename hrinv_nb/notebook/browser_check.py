@@ -58,7 +58,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_NOTEBOOK = "03_w_vs_noise"  # the fastest slider notebook
 DEFAULT_OUT = REPO / "runs" / "browser_check"
 HOST = "127.0.0.1"
-SLIDER_CALL = "precomputed_slider"
+SLIDER_CALL = "precomputed_slider|live_controls"  # either kind of control (plots.control_panel)
 # Chromium on a machine without network: without these it can hang on connections it tries to open.
 CHROMIUM_ARGS: tuple[str, ...] = (
     "--headless",
@@ -229,10 +229,11 @@ def chromium_version(chromium: Path) -> str:
 
 
 def has_slider(notebook: Path) -> bool:
-    """Whether a code cell of ``notebook`` calls :func:`~hrinv_nb.notebook.plots.precomputed_slider`."""
+    """Whether a code cell of ``notebook`` calls :func:`~hrinv_nb.notebook.plots.precomputed_slider` or
+    :func:`~hrinv_nb.notebook.plots.live_controls` (a live control: the move recomputes the view)."""
     cells = json.loads(notebook.read_text(encoding="utf-8")).get("cells", [])
     return any(
-        c.get("cell_type") == "code" and re.search(rf"\b{SLIDER_CALL}\(", "".join(c.get("source", []))) for c in cells
+        c.get("cell_type") == "code" and re.search(rf"\b(?:{SLIDER_CALL})\(", "".join(c.get("source", []))) for c in cells
     )
 
 
@@ -307,7 +308,7 @@ def prepare_copy(notebook: str, folder: Path) -> Path:
 
     (source,) = mainjob.select_notebooks(mainjob.list_notebooks(), [notebook])
     if not has_slider(source):
-        raise BrowserCheckError(f"{source.name} has no slider (no {SLIDER_CALL}(...) call); pick one that has")
+        raise BrowserCheckError(f"{source.name} has no slider (no precomputed_slider(...) or live_controls(...) call); pick one that has")
     (copy,) = mainjob.prepare_smoke(folder, [source])
     return copy
 
