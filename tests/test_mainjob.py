@@ -104,7 +104,7 @@ def test_code_as_preset_key_is_refused(tmp_path: Path, no_papermill, monkeypatch
 def test_preset_is_a_plain_folder_name(preset: str, tmp_path: Path, no_papermill, capsys):
     assert mainjob.main(["--only", "06", "--preset", preset, "--run-dir", str(tmp_path / "run")]) == 2
     assert no_papermill == []
-    assert "['paper', 'smoke']" in capsys.readouterr().err, "the error lists the valid presets"
+    assert "['paper', 'smoke', 'teach']" in capsys.readouterr().err, "the error lists the valid presets"
 
 
 @pytest.mark.parametrize(
