@@ -15,7 +15,7 @@ from hrinv_nb.notebook import config, mainjob
 
 TEACH = mainjob.PARAMS / "teach"
 NOTEBOOKS = mainjob.list_notebooks()
-HEADER = re.compile(r"# Teach preset: .+, about \d+ s on 2 cores")
+HEADER = re.compile(r"# Teach preset: .+ about \d+ s on 2 cores")
 
 
 def teach_yaml(nb: Path) -> Path:
