@@ -233,7 +233,8 @@ def has_slider(notebook: Path) -> bool:
     :func:`~hrinv_nb.notebook.plots.live_controls` (a live control: the move recomputes the view)."""
     cells = json.loads(notebook.read_text(encoding="utf-8")).get("cells", [])
     return any(
-        c.get("cell_type") == "code" and re.search(rf"\b(?:{SLIDER_CALL})\(", "".join(c.get("source", []))) for c in cells
+        c.get("cell_type") == "code" and re.search(rf"\b(?:{SLIDER_CALL})\(", "".join(c.get("source", [])))
+        for c in cells
     )
 
 
@@ -308,7 +309,9 @@ def prepare_copy(notebook: str, folder: Path) -> Path:
 
     (source,) = mainjob.select_notebooks(mainjob.list_notebooks(), [notebook])
     if not has_slider(source):
-        raise BrowserCheckError(f"{source.name} has no slider (no precomputed_slider(...) or live_controls(...) call); pick one that has")
+        raise BrowserCheckError(
+            f"{source.name} has no slider (no precomputed_slider(...) or live_controls(...) call); pick one that has"
+        )
     (copy,) = mainjob.prepare_smoke(folder, [source])
     return copy
 
