@@ -322,11 +322,11 @@ def annotate_copy(copy: Path, preset: str | None, parameters: Mapping[str, objec
     where = Path(os.path.relpath(figures, copy.parent.resolve())).as_posix()
     if preset:
         yaml = f"notebooks/params/{preset}/{copy.stem}.yaml"
-        how = f"**This copy ran with the `{preset}` preset** (`{yaml}` and `-p`: {shown})"
+        how = f"**This copy ran with the `{preset}` preset** (`{yaml}`, with any `-p` on top; parameters: {shown})"
     else:
-        how = f"**This copy ran with the default parameters** (`make figures`; `-p`: {shown})"
+        how = f"**This copy ran with the default parameters** (`make figures`; `-p` parameters: {shown})"
     note = (
-        f"> {how}. Its figure and record were written to `{where}/`. The tables and figures under the code"
+        f"> {how}. Its figure and record were written to `{where}/` (relative to this copy). The tables and figures under the code"
         " cells are this run's; numbers quoted in the prose are those of the default run."
     )
     title = next((c for c in nb.cells if c.cell_type == "markdown"), None)
