@@ -29,6 +29,18 @@ def world():
     return G_s, G_t, w[:1], w[1:]
 
 
+@pytest.fixture(scope="module")
+def lso_problem(world):
+    """G_s, the paper-γ lerp mix of the two codes, the content G_s(w_s) and d_h: one LSO problem."""
+    from hrinv_nb.blending import mix
+
+    G_s, G_t, w_s, w_t = world
+    m = mix("lerp", G_s, G_t, w_s, w_t)
+    with torch.no_grad():
+        content = G_s.synthesis(w_s, noise_mode="const").clamp(-1, 1)
+    return G_s, m, content, perceptual_loss("d_h", weights=DATA / "vgg16_toy.safetensors")
+
+
 def test_gamma_ends_are_the_source_and_the_target_images(world):
     G_s, G_t, w_s, w_t = world
     with torch.no_grad():
@@ -47,15 +59,10 @@ def test_gamma_ends_are_the_source_and_the_target_images(world):
     plt.close(fig)
 
 
-def test_lso_pair_moves_far_less_under_a_huge_regulariser(world):
-    from hrinv_nb.blending import mix
+def test_lso_pair_moves_far_less_under_a_huge_regulariser(lso_problem):
     from hrinv_nb.studies.cross_domain import GramStyleDistance
 
-    G_s, G_t, w_s, w_t = world
-    m = mix("lerp", G_s, G_t, w_s, w_t)
-    with torch.no_grad():
-        content = G_s.synthesis(w_s, noise_mode="const").clamp(-1, 1)
-    loss = perceptual_loss("d_h", weights=DATA / "vgg16_toy.safetensors")
+    G_s, m, content, loss = lso_problem
     gram = GramStyleDistance(DATA / "vgg16_toy.safetensors")
     kw = dict(rows=range(5), num_steps=10, loss=loss, gram=gram)
     free = live.lso_pair(m.G_m, m.w_m, content, reg_weight=0.0, **kw)
@@ -80,14 +87,8 @@ def test_lso_pair_moves_far_less_under_a_huge_regulariser(world):
     plt.close(fig)
 
 
-def test_lso_pair_late_rows_leave_the_early_rows(world):
-    from hrinv_nb.blending import mix
-
-    G_s, G_t, w_s, w_t = world
-    m = mix("lerp", G_s, G_t, w_s, w_t)
-    with torch.no_grad():
-        content = G_s.synthesis(w_s, noise_mode="const").clamp(-1, 1)
-    loss = perceptual_loss("d_h", weights=DATA / "vgg16_toy.safetensors")
+def test_lso_pair_late_rows_leave_the_early_rows(lso_problem):
+    G_s, m, content, loss = lso_problem
     late = range(5, G_s.num_ws)
     view = live.lso_pair(m.G_m, m.w_m, content, rows=late, reg_weight=0.0, num_steps=3, loss=loss)
     assert torch.equal(view.w[:, :5], m.w_m[:, :5]) and view.offset_norm > 0

@@ -295,10 +295,10 @@ def _kernel_interrupted(err: BaseException) -> bool:
     return getattr(err, "ename", None) == "KeyboardInterrupt"
 
 
-def run_figures_dir(preset: str | None, run_dir: Path, parameters: Mapping[str, object]) -> str | None:
-    """The ``figures_dir`` a run injects: ``run_dir/figures`` for a preset other than ``paper`` unless
-    ``figures_dir`` is given (in ``parameters``); None (the notebook's default, ``figures/``) otherwise."""
-    if preset is None or preset in COMMITTED_FIGURE_PRESETS or parameters.get("figures_dir"):
+def run_figures_dir(preset: str | None, run_dir: Path) -> str | None:
+    """The default ``figures_dir`` of a run: ``run_dir/figures`` for a preset other than ``paper``; None (the
+    notebook's own default, ``figures/``) otherwise. A ``figures_dir`` from the preset's YAML or ``-p`` wins."""
+    if preset is None or preset in COMMITTED_FIGURE_PRESETS:
         return None
     return str((run_dir / "figures").resolve())
 
@@ -356,9 +356,9 @@ def run_notebooks(
     import papermill as pm
 
     all_params = {nb: notebook_parameters(nb, preset, parameters) for nb in notebooks}
-    figures_dir = run_figures_dir(preset, run_dir, parameters)
+    figures_dir = run_figures_dir(preset, run_dir)
     if figures_dir is not None:
-        all_params = {nb: {**p, "figures_dir": figures_dir} for nb, p in all_params.items()}
+        all_params = {nb: {"figures_dir": figures_dir, **p} for nb, p in all_params.items()}
     run_dir.mkdir(parents=True, exist_ok=True)
     log = _RunLog(run_dir, preset, parameters, notebooks)
     failed, times = log.failed, log.times

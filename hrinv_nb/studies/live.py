@@ -107,7 +107,9 @@ def lso_pair(
         )
     style = None
     if gram is not None:
-        style = float(gram(out, mixed)[0].cpu() / gram(content, mixed)[0].cpu().clamp_min(1e-12))
+        from .cross_domain import style_gap_share
+
+        style = float(style_gap_share(gram, out, mixed, content)[0])
     norm = float((res.w - w_m).flatten(1).norm(dim=1)[0])
     assert res.w.shape == w_m.shape and out.shape == content.shape, (res.w.shape, out.shape)
     return LSOView(mixed=mixed, result=out, w=res.w, offset_norm=norm, id_before=ids[0], id_after=ids[1],
