@@ -1,8 +1,8 @@
 """Benchmark the StyleGAN2-ADA networks on the CPU (and the GPU when present), optionally side by side with NVIDIA's.
 
 Prints the median wall time of ``G.synthesis`` forward (no grad), ``G.synthesis`` forward+backward
-w.r.t. a W+ code (``noise_mode='const'``), and ``D`` forward, for batch 1, at the tiny parity-fixture
-configuration (64²) and at 256² with FFHQ widths (optionally 1024², the FFHQ configuration, with ``--full``).
+w.r.t. a W+ code (``noise_mode='const'``), and ``D`` forward, for batch 1, at 64² and 256² with FFHQ widths
+(optionally 1024², the FFHQ configuration, with ``--full``).
 
     python benchmarks/bench_networks.py [--threads 2] [--repeats 10] [--full] [--device cpu|cuda]
         [--nvidia-repo PATH]
@@ -37,12 +37,12 @@ import torch
 from hrinv_nb.networks import Discriminator, Generator
 
 CONFIGS = {
-    "64²": dict(res=64, base=4096, cmax=128, z=128, map_layers=8),
+    "64²": dict(res=64, base=32768, cmax=512, z=512, map_layers=8),
     "256²": dict(res=256, base=32768, cmax=512, z=512, map_layers=8),
     "1024²": dict(res=1024, base=32768, cmax=512, z=512, map_layers=8),
 }
 CONFIG_NOTES = {
-    "64²": "tiny parity-fixture config: z/w 128, channel_base 4096, channel_max 128",
+    "64²": "FFHQ widths: z/w 512, channel_base 32768, channel_max 512",
     "256²": "FFHQ widths: z/w 512, channel_base 32768, channel_max 512",
     "1024²": "FFHQ config: z/w 512, channel_base 32768, channel_max 512",
 }

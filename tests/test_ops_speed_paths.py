@@ -147,3 +147,135 @@ def test_synthesis_gradients_of_the_auto_path_match_the_non_fused_path(noise_mod
     for auto, plain in zip(grads(None), grads(False)):
         scale = plain.abs().max().item()
         assert (auto - plain).abs().max().item() <= 1e-5 * scale
+
+
+def _reference_modulated_conv2d(x, weight, styles, noise, up, f, demodulate, flip_weight, gain):
+    """NVIDIA's non-fused formulation: x * styles, convolution, * rsqrt(sum (w*s)^2), * gain, + noise."""
+    n = x.shape[0]
+    y = ops.conv2d_resample(x * styles.reshape(n, -1, 1, 1), weight, f=f, up=up, padding=weight.shape[-1] // 2,
+                            flip_weight=flip_weight)  # fmt: skip
+    if demodulate:
+        w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)
+        y = y * (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt().reshape(n, -1, 1, 1)
+    return y * gain + noise
+
+
+@pytest.mark.parametrize("batch,in_ch,out_ch,up", [(1, 8, 6, 1), (1, 8, 6, 2), (1, 200, 100, 1), (3, 8, 6, 2)])
+@pytest.mark.parametrize("demodulate", [True, False])
+@pytest.mark.parametrize("gain", [1.0, 1.7])
+@pytest.mark.parametrize("fused", [None, True, False])
+def test_modulated_conv2d_matches_nvidia_formulation(batch, in_ch, out_ch, up, demodulate, gain, fused):
+    """Demodulation as one [N,I]@[I,O] product, the einsum reductions of scale_channels and the folded gain
+    give NVIDIA's values and gradients (x, styles, noise) on every path."""
+    gen = torch.Generator().manual_seed(7)
+    x0 = torch.randn(batch, in_ch, 6, 6, generator=gen, dtype=torch.float64)
+    weight = torch.randn(out_ch, in_ch, 3, 3, generator=gen, dtype=torch.float64)
+    s0 = torch.randn(batch, in_ch, generator=gen, dtype=torch.float64)
+    n0 = torch.randn(batch, 1, 6 * up, 6 * up, generator=gen, dtype=torch.float64)
+    f = ops.setup_filter([1, 3, 3, 1]).double()
+
+    def run(fn, **kw):
+        x, s, nz = (t.clone().requires_grad_(True) for t in (x0, s0, n0))
+        y = fn(x, weight, s, nz, up, f, demodulate, up == 1, gain, **kw)
+        y.square().sum().backward()
+        return y.detach(), x.grad, s.grad, nz.grad
+
+    def ours(x, weight, s, nz, up, f, demodulate, flip, gain, fused_modconv):
+        return ops.modulated_conv2d(x, weight, s, noise=nz, up=up, padding=1, resample_filter=f,
+                                    demodulate=demodulate, flip_weight=flip, fused_modconv=fused_modconv,
+                                    gain=gain)  # fmt: skip
+
+    for got, ref in zip(run(ours, fused_modconv=fused), run(_reference_modulated_conv2d)):
+        torch.testing.assert_close(got, ref, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("add_shape", [None, (5, 6), (2, 1, 5, 6), (2, 3, 5, 6)])
+def test_scale_channels_gradients_and_double_backward(add_shape):
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(2, 3, 5, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    s = torch.randn(2, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    inputs = (x, s)
+    if add_shape is not None:
+        inputs += (torch.randn(add_shape, generator=gen, dtype=torch.float64, requires_grad=True),)
+    torch.testing.assert_close(ops.scale_channels(*inputs), x * s[:, :, None, None] + (inputs[2] if add_shape else 0))
+    assert torch.autograd.gradcheck(ops.scale_channels, inputs)
+    assert torch.autograd.gradgradcheck(ops.scale_channels, inputs)
+
+
+@pytest.mark.parametrize("in_ch,channels_last", [(16, False), (16, True), (3, True), (3, False)])
+def test_one_by_one_convolution_paths_match_conv2d(in_ch, channels_last):
+    """The matrix-product 1x1 convolution (NCHW or channels-last in, same layout out) equals F.conv2d."""
+    gen = torch.Generator().manual_seed(9)
+    x0 = torch.randn(2, in_ch, 5, 7, generator=gen, dtype=torch.float64)
+    w0 = torch.randn(4, in_ch, 1, 1, generator=gen, dtype=torch.float64)
+    b = torch.randn(4, generator=gen, dtype=torch.float64)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+
+    def run(conv):
+        x = x0.contiguous(memory_format=fmt).requires_grad_(True)
+        w = w0.clone().requires_grad_(True)
+        y = conv(x, w, b)
+        y.backward(torch.arange(y.numel(), dtype=y.dtype).reshape(y.shape))
+        return y, x.grad, w.grad
+
+    got, ref = run(lambda x, w, b: ops._conv(x, w, bias=b)), run(F.conv2d)
+    assert got[0].is_contiguous(memory_format=fmt)
+    for a, r in zip(got, ref):
+        torch.testing.assert_close(a, r, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("clamp", [0.5, 1e3])
+def test_bias_act_clamp_that_never_binds_gives_the_reference(clamp):
+    """On a CPU a clamp that no value reaches is skipped, forward and backward (1e3: never reached here)."""
+    gen = torch.Generator().manual_seed(10)
+    x0 = torch.randn(2, 3, 4, 4, generator=gen, dtype=torch.float64)
+    for fn in (ops.bias_act, ops.bias_act_reference):
+        x = x0.clone().requires_grad_(True)
+        y = fn(x * 1.0, None, act="lrelu", clamp=clamp)
+        y.backward(torch.ones_like(y))
+        if fn is ops.bias_act:
+            got = (y.detach(), x.grad)
+        else:
+            torch.testing.assert_close(got[0], y.detach(), atol=1e-12, rtol=1e-12)
+            torch.testing.assert_close(got[1], x.grad, atol=1e-12, rtol=1e-12)
+    assert (got[1] == 0).any() == (clamp < 1)  # the binding clamp masks gradients; the other does not
+
+
+def test_discriminator_channels_last_matches_nchw_with_r1(monkeypatch):
+    """D in channels-last memory on a CPU (the default) gives the NCHW logits, features and R1 gradients."""
+    from conftest import TINY
+
+    import hrinv_nb
+    from hrinv_nb import networks
+
+    D = hrinv_nb.load_networks(TINY).D.requires_grad_(True)  # D computes in float32 whatever its weights
+    img0 = torch.randn(2, 3, D.img_resolution, D.img_resolution, generator=torch.Generator().manual_seed(11))
+
+    def run():
+        img = img0.clone().requires_grad_(True)
+        logits = D(img, None)
+        (g,) = torch.autograd.grad(logits.sum(), img, create_graph=True)
+        (gw,) = torch.autograd.grad(g.square().sum(), D.b4.conv.weight)  # the R1 penalty's weight gradient
+        feats = networks.discriminator_features(D, img0)
+        return [logits.detach(), g.detach(), gw, *feats.values()], feats
+
+    got, feats = run()
+    assert all(f.is_contiguous() for f in feats.values())
+    monkeypatch.setattr(networks, "D_CHANNELS_LAST_ON_CPU", False)
+    ref, _ = run()
+    for a, r in zip(got, ref):  # float32: the two layouts sum in different orders
+        torch.testing.assert_close(a, r, atol=1e-5 * r.abs().max().item(), rtol=1e-5)
+
+
+def test_synthesis_non_fused_forward_matches_fused():
+    """The folded activation gain of the non-fused layers leaves G's image where the fused path puts it."""
+    from conftest import TINY
+
+    import hrinv_nb
+
+    G = hrinv_nb.load_networks(TINY).G.eval()
+    ws = torch.randn(2, G.num_ws, G.w_dim, generator=torch.Generator().manual_seed(12))
+    with torch.no_grad():
+        fused = G.synthesis(ws, noise_mode="const", fused_modconv=True)
+        plain = G.synthesis(ws, noise_mode="const", fused_modconv=False)
+    assert (fused - plain).abs().max().item() <= 1e-5 * fused.abs().max().item()

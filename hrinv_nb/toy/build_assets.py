@@ -97,9 +97,11 @@ ADV_WEIGHT = 0.005
 ADV_WEIGHT_G_S = 0.02
 
 
-def generator_config(name: str, plan: Plan, batch: int, train_d: bool, adv_weight: float = ADV_WEIGHT) -> TrainConfig:
+def generator_config(
+    name: str, plan: Plan, batch: int, train_d: bool, adv_weight: float = ADV_WEIGHT, lap_weight: float = 0.0
+) -> TrainConfig:
     """The training configuration of G_s (from scratch, L1 only) or of a G_t (fine-tuned, mapping frozen,
-    L1 + adversarial with its D learning the style's renders)."""
+    L1 + ``lap_weight`` × Laplacian-pyramid L1 + adversarial with its D learning the style's renders)."""
     source = name == "G_s"
     return TrainConfig(
         steps=plan.steps,
@@ -108,6 +110,7 @@ def generator_config(name: str, plan: Plan, batch: int, train_d: bool, adv_weigh
         lr_d=0.002,
         recon_weight=1.0,
         adv_weight=0.0 if source else adv_weight,
+        lap_weight=0.0 if source else lap_weight,
         train_d=train_d or not source,
         r1_gamma=0.0002 * 128**2 / batch,  # NVIDIA's heuristic for the resolution and batch
         ema_kimg=0.5 if source else 0.25,
@@ -204,6 +207,7 @@ def build_generator(
     pool: int = 0,
     adv_share: float = 0.2,
     adv_weight: float = ADV_WEIGHT,
+    lap_weight: float = 0.0,
 ) -> dict:
     """Train G_s from scratch, or a G_t from ``<out_dir>/G_s.safetensors``; write the asset; return its record.
 
@@ -221,7 +225,7 @@ def build_generator(
     # On a GPU, D learns alongside G; on a CPU (where a D step costs more than a G step) G_s's D is
     # trained afterwards in a D-only phase, and each G_t keeps G_s's D.
     concurrent_d = device.type == "cuda"
-    cfg = generator_config(name, plan, batch, train_d=concurrent_d, adv_weight=adv_weight)
+    cfg = generator_config(name, plan, batch, train_d=concurrent_d, adv_weight=adv_weight, lap_weight=lap_weight)
     res = train(G, D, data_for(G, style, batch, pool), cfg, out_dir=out_dir / "_work" / name, progress=progress)
     G_final, D_final, extra = res.G_ema, res.D, {}
     if name == "G_s" and not concurrent_d:
@@ -330,6 +334,7 @@ def build(
     pool: int = 0,
     adv_share: float = 0.2,
     adv_weight: float = ADV_WEIGHT,
+    lap_weight: float = 0.0,
     argv: list[str] | None = None,
 ) -> dict[str, dict]:
     """Build ``names`` in order into ``out_dir``; an asset that fails is reported and the others go on.
@@ -346,7 +351,17 @@ def build(
                 record = build_inr(plan[name], out_dir, device, batch, progress)
             else:
                 record = build_generator(
-                    name, plan[name], out_dir, device, batch, progress, critic_share, pool, adv_share, adv_weight
+                    name,
+                    plan[name],
+                    out_dir,
+                    device,
+                    batch,
+                    progress,
+                    critic_share,
+                    pool,
+                    adv_share,
+                    adv_weight,
+                    lap_weight,
                 )
         except Exception as err:  # keep going: one failed asset must not lose the others of a short GPU call
             print(f"{name}: FAILED after {time.perf_counter() - t0:.1f} s: {type(err).__name__}: {err}", flush=True)
@@ -383,6 +398,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=ADV_WEIGHT,
         help=f"weight of the adversarial loss beside the paired L1 in every G_t (default {ADV_WEIGHT})",
+    )
+    parser.add_argument(
+        "--lap-weight",
+        type=float,
+        default=0.0,
+        help="weight of a Laplacian-pyramid L1 (a paired structure term) beside the paired L1 in every G_t (default 0)",
     )
     parser.add_argument(
         "--pool",
@@ -425,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         pool=pool,
         adv_share=args.adv_share,
         adv_weight=args.adv_weight,
+        lap_weight=args.lap_weight,
         argv=sys.argv[1:] if argv is None else list(argv),
     )
     failed = sorted(k for k, v in records.items() if "failed" in v)
