@@ -336,8 +336,9 @@ class SynthesisBlock(nn.Module):
         use_fp16 = self.use_fp16 and self.allow_fp16 and not force_fp32 and ws.device.type == "cuda"
         dtype = torch.float16 if use_fp16 else torch.float32
         if fused_modconv is None and (self.training or not torch.is_grad_enabled()):
-            # NVIDIA's rule without autograd; under autograd in eval mode fused_modconv stays None: each
-            # layer takes the cheaper of the two equivalent paths (ops.prefer_fused); in training, non-fused.
+            # NVIDIA's rule without autograd; under autograd in eval mode fused_modconv stays None: each layer
+            # takes the cheaper of the two equivalent paths (ops.prefer_fused: non-fused convolutions, fused
+            # toRGB); in training, non-fused.
             fused_modconv = (not self.training) and (dtype == torch.float32 or int(ws.shape[0]) == 1)
         if self.in_channels == 0:
             # A given x (Style-INR canvas: the const widened) replaces the learned 4x4 const.
