@@ -62,7 +62,10 @@ class FullyConnectedLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         assert x.ndim == 2 and x.shape[1] == self.in_features, f"got {tuple(x.shape)}, in={self.in_features}"
-        w = self.weight.to(x.dtype) * self.weight_gain
+        if x.shape[0] < self.out_features:  # scale the (smaller) input rather than the weight: same product
+            x, w = x * self.weight_gain, self.weight.to(x.dtype)
+        else:
+            w = self.weight.to(x.dtype) * self.weight_gain
         b = self.bias
         if b is not None:
             b = b.to(x.dtype)
@@ -100,18 +103,21 @@ class Conv2dLayer(nn.Module):
             self.register_buffer("weight", weight)
             self.register_buffer("bias", b)
 
+    def _scaled_weight(self, scale: float, x: torch.Tensor) -> torch.Tensor:
+        """``weight * scale`` in ``x``'s memory format (oneDNN reorders a weight whose layout differs from its
+        input's on every call)."""
+        if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+            return self.weight * scale
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            return (self.weight * scale).contiguous(memory_format=torch.channels_last)
+        return torch.mul(self.weight, scale, out=torch.empty_like(self.weight, memory_format=torch.channels_last))
+
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
         # The activation gain is folded into the (tiny) weight and bias, the bias is added by the
         # convolution, and the activation and clamp run in place on its output (act(g·z) = g·act(z), g > 0).
         act_gain = self.act_gain * gain
         assert act_gain > 0, f"gain must be positive, got {gain}"
-        scale = self.weight_gain * act_gain
-        if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
-            w = self.weight * scale
-        elif torch.is_grad_enabled() and self.weight.requires_grad:
-            w = (self.weight * scale).contiguous(memory_format=torch.channels_last)
-        else:  # a channels-last input wants a channels-last weight (else oneDNN reorders it on every call)
-            w = torch.mul(self.weight, scale, out=torch.empty_like(self.weight, memory_format=torch.channels_last))
+        w = self._scaled_weight(self.weight_gain * act_gain, x)
         b = (self.bias * act_gain).to(x.dtype) if self.bias is not None else None
         x = conv2d_resample(
             x,

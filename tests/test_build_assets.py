@@ -61,3 +61,17 @@ def test_command_line_adv_weight_and_defaults_reach_the_record(built, tmp_path):
     assert rec["steps_done"] == 2 and rec["train_config"]["adv_weight"] == 0.05
     assert rec["train_config"]["batch"] == 8 and rec["data"]["pool"] == 0  # what every shipped generator used
     assert "--adv-weight 0.05" in rec["command"]
+
+
+def test_shipped_target_generators_follow_the_recipe():
+    """Each shipped G_t's provenance names the recipe the rebuild command uses for it (GAN and Laplacian weights)."""
+    import json
+
+    from hrinv_nb.toy import build_assets as ba
+
+    assert set(ba.LAP_WEIGHTS) <= {f"G_t_{s}" for s in ba.TARGET_STYLES}
+    for style in ba.TARGET_STYLES:
+        name = f"G_t_{style}"
+        cfg = json.loads((ba.DATA / f"{name}.json").read_text())["train_config"]
+        assert cfg["adv_weight"] == ba.ADV_WEIGHT, name
+        assert cfg["lap_weight"] == ba.LAP_WEIGHTS.get(name, 0.0), name
