@@ -188,7 +188,13 @@ def test_gallery_stylize_is_stylize_pairs_for_one_content(gens, codes):
         progress=False,
     )
     ref = stylize_pairs(G_s, G_t, w_s[:1], gallery.w, "lerp_lso", contents=contents[:1], lso_kwargs=kw, progress=False)
-    torch.testing.assert_close(out.w, ref.w, atol=1e-5, rtol=1e-5)
+    # Batches of 2, 2, 1 against one of 5: the same pairs, in a different float summation order (a batch of one
+    # takes the fused toRGB). Adam's normalised step is at most about lr (0.05) per coordinate whatever the
+    # gradient's size, so a near-zero gradient whose sign flips with that order moves a coordinate by up to
+    # 2·lr per step (as in test_cli). Pairs mixed up or a wrong target would move nearly every coordinate.
+    diff = (out.w - ref.w).abs().flatten()
+    assert diff.max() <= 2 * 0.05 * kw["num_steps"]
+    assert (diff > 1e-4).float().mean() < 0.1
     assert len(out.lso_results) == 5 and out.content_index.tolist() == [0] * 5
     assert all(isinstance(r.distances["content_vs_lso"], float) for r in out.lso_results)
     assert len(out.lso.distances["content_vs_mixed"]) == 5
