@@ -123,10 +123,14 @@ def test_batched_lso_equals_independent_runs(setup):
             )
             if "latent_noise_std" in kwargs:
                 continue  # ε is drawn for the whole batch at once: a different (still seeded) draw
-            # Adam normalises tiny gradients, so float summation order shows up at ~1e-4 of the offset
+            # Adam normalises tiny gradients: a near-zero gradient whose sign flips with the float summation
+            # order (a batch of 2 against 1) moves a coordinate by up to 2·lr per step. Mixing the problems up
+            # would move nearly every coordinate; rounding moves a few.
             scale = alone.offset.abs().max().item()
             assert scale > 1e-2, "the offsets must have moved for the comparison to mean anything"
-            torch.testing.assert_close(parts[i].offset, alone.offset, atol=1e-3 * scale, rtol=0)
+            diff = (parts[i].offset - alone.offset).abs().flatten()
+            assert diff.max() <= 2 * 0.05 * 8
+            assert (diff > 1e-3 * scale).float().mean() < 0.05
             assert parts[i].distances["content_vs_lso"] == pytest.approx(alone.distances["content_vs_lso"], rel=1e-2)
         assert torch.equal(batched.w[:, 3:], w_batch[:, 3:])
 
