@@ -23,6 +23,7 @@ from .ops import (
     bias_act,
     conv2d_resample,
     downsample2d,
+    is_channels_last,
     modulated_conv2d,
     normalize_2nd_moment,
     prefer_fused,
@@ -106,7 +107,7 @@ class Conv2dLayer(nn.Module):
     def _scaled_weight(self, scale: float, x: torch.Tensor) -> torch.Tensor:
         """``weight * scale`` in ``x``'s memory format (oneDNN reorders a weight whose layout differs from its
         input's on every call)."""
-        if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+        if not is_channels_last(x):
             return self.weight * scale
         if torch.is_grad_enabled() and self.weight.requires_grad:
             return (self.weight * scale).contiguous(memory_format=torch.channels_last)

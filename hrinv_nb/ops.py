@@ -118,7 +118,7 @@ class _BiasAct(torch.autograd.Function):
             # (the usual case), the clamp pass and its backward mask are skipped. (On a GPU the check
             # would synchronise, so the clamp always runs there.)
             # (aminmax copies a non-contiguous tensor: read a channels-last one through its NHWC view)
-            dense = y.permute(0, 2, 3, 1) if y.ndim == 4 and not y.is_contiguous() else y
+            dense = y.permute(0, 2, 3, 1) if is_channels_last(y) else y
             lo, hi = torch.aminmax(dense)
             if -clamp < float(lo) and float(hi) < clamp:
                 clamp = None
@@ -249,6 +249,11 @@ def prefer_fused(in_channels: int, out_channels: int, kernel_size: int, batch: i
 FUSED_MAX_OUT = 4  # k²·O up to which the fused path wins under autograd on a CPU: the 1x1 toRGB/toRGBA layers
 
 
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether a 4-D tensor is laid out channels-last (and not also plain contiguous, as a 1x1 map is)."""
+    return x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def _conv(
     x: torch.Tensor,
     w: torch.Tensor,
@@ -262,7 +267,7 @@ def _conv(
     """Plain (transposed) convolution; ``flip_weight=False`` flips the kernel (true convolution)."""
     if not flip_weight:
         w = w.flip([2, 3])
-    channels_last = x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    channels_last = is_channels_last(x)
     one_by_one = w.shape[2:] == (1, 1) and not transpose and stride == 1 and padding == (0, 0) and groups == 1
     if one_by_one and (w.shape[1] >= 8 or channels_last):
         # A 1x1 convolution is a batched matrix product over channels: BLAS forward and backward, 1.5-2x

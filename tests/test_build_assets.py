@@ -73,5 +73,6 @@ def test_shipped_target_generators_follow_the_recipe():
     for style in ba.TARGET_STYLES:
         name = f"G_t_{style}"
         cfg = json.loads((ba.DATA / f"{name}.json").read_text())["train_config"]
-        assert cfg["adv_weight"] == ba.ADV_WEIGHT, name
-        assert cfg["lap_weight"] == ba.LAP_WEIGHTS.get(name, 0.0), name
+        recipe = ba.generator_config(name, ba.CPU_PLAN[name], batch=8, train_d=False)
+        assert cfg["adv_weight"] == recipe.adv_weight == ba.ADV_WEIGHT, name
+        assert cfg["lap_weight"] == recipe.lap_weight == ba.LAP_WEIGHTS.get(name, 0.0), name

@@ -113,11 +113,14 @@ LAP_WEIGHTS: dict[str, float] = {"G_t_caricature": 0.3}
 
 
 def generator_config(
-    name: str, plan: Plan, batch: int, train_d: bool, adv_weight: float = ADV_WEIGHT, lap_weight: float = 0.0
+    name: str, plan: Plan, batch: int, train_d: bool, adv_weight: float = ADV_WEIGHT, lap_weight: float | None = None
 ) -> TrainConfig:
     """The training configuration of G_s (from scratch, L1 only) or of a G_t (fine-tuned, mapping frozen,
-    L1 + ``lap_weight`` × Laplacian-pyramid L1 + adversarial with its D learning the style's renders)."""
+    L1 + ``lap_weight`` × Laplacian-pyramid L1, default per style from ``LAP_WEIGHTS``, + adversarial with
+    its D learning the style's renders)."""
     source = name == "G_s"
+    if lap_weight is None:
+        lap_weight = LAP_WEIGHTS.get(name, 0.0)
     return TrainConfig(
         steps=plan.steps,
         batch=batch,
@@ -240,8 +243,7 @@ def build_generator(
     # On a GPU, D learns alongside G; on a CPU (where a D step costs more than a G step) G_s's D is
     # trained afterwards in a D-only phase, and each G_t keeps G_s's D.
     concurrent_d = device.type == "cuda"
-    lap = LAP_WEIGHTS.get(name, 0.0) if lap_weight is None else lap_weight
-    cfg = generator_config(name, plan, batch, train_d=concurrent_d, adv_weight=adv_weight, lap_weight=lap)
+    cfg = generator_config(name, plan, batch, train_d=concurrent_d, adv_weight=adv_weight, lap_weight=lap_weight)
     res = train(G, D, data_for(G, style, batch, pool), cfg, out_dir=out_dir / "_work" / name, progress=progress)
     G_final, D_final, extra = res.G_ema, res.D, {}
     if name == "G_s" and not concurrent_d:
