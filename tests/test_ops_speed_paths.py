@@ -284,3 +284,233 @@ def test_synthesis_non_fused_forward_matches_fused():
         fused = G.synthesis(ws, noise_mode="const", fused_modconv=True)
         plain = G.synthesis(ws, noise_mode="const", fused_modconv=False)
     assert (fused - plain).abs().max().item() <= 1e-5 * fused.abs().max().item()
+
+
+# --- derived weights of frozen networks, oneDNN's matrix product, Winograd 3x3 convolutions ------------------
+
+
+def test_frozen_derived_is_reused_until_the_tensor_changes():
+    """One computation per unchanged tensor; in-place writes, optimiser steps and .to() invalidate it."""
+    calls = []
+
+    def make(t):
+        calls.append(1)
+        return t * 2
+
+    w = torch.nn.Parameter(torch.randn(3, 4), requires_grad=False)
+    a = ops.frozen_derived(w, "x2", make)
+    assert ops.frozen_derived(w, "x2", make) is a and len(calls) == 1
+    assert ops.frozen_derived(w, "other", make) is not a and len(calls) == 2  # tags are separate
+    with torch.no_grad():
+        w.copy_(torch.ones(3, 4))  # as load_state_dict does
+    assert torch.equal(ops.frozen_derived(w, "x2", make), torch.full((3, 4), 2.0)) and len(calls) == 3
+    w.requires_grad_(True)
+    torch.optim.SGD([w], lr=1.0).step() if w.grad is not None else None
+    w.grad = torch.ones(3, 4)
+    torch.optim.SGD([w], lr=1.0).step()  # an optimiser step bumps the version counter
+    w.requires_grad_(False)
+    assert torch.equal(ops.frozen_derived(w, "x2", make), torch.zeros(3, 4)) and len(calls) == 4
+    d = w.detach().to(torch.float64)
+    assert ops.frozen_derived(d, "x2", make).dtype == torch.float64
+    with torch.no_grad():
+        w.data.fill_(5.0)  # bypasses the version counter: documented, needs clear_derived()
+    assert torch.equal(ops.frozen_derived(w, "x2", make), torch.zeros(3, 4))
+    ops.clear_derived()
+    assert torch.equal(ops.frozen_derived(w, "x2", make), torch.full((3, 4), 10.0))
+
+
+def test_frozen_derived_refuses_tracked_tensors_and_views():
+    w = torch.randn(3, 4, requires_grad=True)
+    with pytest.raises(AssertionError, match="tracked by autograd"):
+        ops.frozen_derived(w, "t", lambda t: t * 2)
+    with torch.no_grad():  # untracked here: allowed
+        ops.frozen_derived(w, "t", lambda t: t * 2)
+    with pytest.raises(AssertionError, match="view"):
+        ops.frozen_derived(torch.randn(3, 4), "t", lambda t: t.t())
+
+
+def test_networks_follow_weights_loaded_after_a_forward():
+    """G and D cache derived weights; loading other weights (load_state_dict) must change their outputs."""
+    from conftest import TINY
+
+    import hrinv_nb
+
+    nets, other = hrinv_nb.load_networks(TINY), hrinv_nb.load_networks(TINY)
+    gen = torch.Generator().manual_seed(12)
+    with torch.no_grad():
+        for p in other.G.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=gen))
+        for p in other.D.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=gen))
+    ws = torch.randn(1, nets.G.num_ws, nets.G.w_dim, generator=gen)
+    img = torch.randn(1, 3, nets.D.img_resolution, nets.D.img_resolution, generator=gen)
+    with torch.no_grad():
+        before = nets.G.synthesis(ws, noise_mode="const"), nets.D(img, None)
+        nets.G.load_state_dict(other.G.state_dict())
+        nets.D.load_state_dict(other.D.state_dict())
+        after = nets.G.synthesis(ws, noise_mode="const"), nets.D(img, None)
+        expected = other.G.synthesis(ws, noise_mode="const"), other.D(img, None)
+    for a, b, e in zip(before, after, expected):
+        assert (a - e).abs().max() > 1e-3
+        torch.testing.assert_close(b, e, atol=0, rtol=0)
+
+
+needs_onednn = pytest.mark.skipif(ops._onednn_linear_op() is None, reason="this torch build has no oneDNN linear op")
+
+
+@needs_onednn
+@pytest.mark.parametrize("shape", [(1, 512), (37, 64), (2, 5, 48)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_matches_f_linear_with_gradients(shape, with_bias):
+    gen = torch.Generator().manual_seed(13)
+    x0 = torch.randn(*shape, generator=gen)
+    w = torch.randn(24, shape[-1], generator=gen) / shape[-1] ** 0.5
+    b0 = torch.randn(24, generator=gen) if with_bias else None
+    gy = torch.randn(*shape[:-1], 24, generator=gen)
+
+    def run(fn):
+        x = x0.clone().requires_grad_(True)
+        b = b0.clone().requires_grad_(True) if b0 is not None else None
+        y = fn(x, w, b)
+        y.backward(gy)
+        return [y, x.grad] + ([b.grad] if b is not None else [])
+
+    for a, r in zip(run(ops.linear), run(F.linear)):
+        torch.testing.assert_close(a, r, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(ops.linear(x0, w, b0), F.linear(x0, w, b0), atol=1e-5, rtol=1e-5)
+
+
+@needs_onednn
+def test_linear_double_backward_and_fallbacks(monkeypatch):
+    """create_graph=True differentiates the backward (R1 through D's 1x1 layers); float64, a tracked weight
+    and ONEDNN_LINEAR_ON_CPU=False take F.linear."""
+    gen = torch.Generator().manual_seed(14)
+    x0, w = torch.randn(6, 10, generator=gen), torch.randn(4, 10, generator=gen)
+
+    def r1(fn):
+        x = x0.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(fn(x, w).square().sum(), x, create_graph=True)
+        (gg,) = torch.autograd.grad(g.square().sum(), x)
+        return g, gg
+
+    for a, r in zip(r1(ops.linear), r1(F.linear)):
+        torch.testing.assert_close(a, r, atol=1e-4, rtol=1e-5)
+    x64, w64 = x0.double(), w.double()
+    assert torch.equal(ops.linear(x64, w64), F.linear(x64, w64))
+    wt = w.clone().requires_grad_(True)
+    assert torch.equal(ops.linear(x0, wt), F.linear(x0, wt))
+    monkeypatch.setattr(ops, "ONEDNN_LINEAR_ON_CPU", False)
+    assert torch.equal(ops.linear(x0, w), F.linear(x0, w))
+
+
+def _conv_f64(x, w, b):
+    return F.conv2d(x.double(), w.double(), None if b is None else b.double(), padding=1)
+
+
+@needs_onednn
+@pytest.mark.parametrize("batch,in_ch,out_ch,h,w", [(1, 8, 12, 6, 10), (3, 16, 8, 16, 4), (2, 5, 5, 2, 2)])
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_winograd_conv3x3_matches_conv2d(batch, in_ch, out_ch, h, w, channels_last, with_bias):
+    """Values within float32 rounding of a float64 direct convolution, in the input's memory format."""
+    gen = torch.Generator().manual_seed(15)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(batch, in_ch, h, w, generator=gen).contiguous(memory_format=fmt)
+    wt = torch.randn(out_ch, in_ch, 3, 3, generator=gen) / (9 * in_ch) ** 0.5
+    b = torch.randn(out_ch, generator=gen) if with_bias else None
+    y = ops.winograd_conv3x3(x, wt, b)
+    ref = _conv_f64(x, wt, b)
+    assert y.shape == ref.shape and y.dtype == torch.float32
+    assert ops.is_channels_last(y) == (channels_last and h * w > 1) or y.is_contiguous(memory_format=fmt)
+    err = (y.double() - ref).abs().max().item()
+    direct = (F.conv2d(x, wt, b, padding=1).double() - ref).abs().max().item()
+    assert err <= max(4 * direct, 1e-6), f"Winograd {err:.2e} vs direct {direct:.2e}"
+
+
+@needs_onednn
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_winograd_conv3x3_gradients_and_double_backward(channels_last):
+    """The input and bias gradients (a Winograd convolution by the flipped, transposed kernel) and an
+    R1-style double backward agree with F.conv2d's."""
+    gen = torch.Generator().manual_seed(16)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x0 = torch.randn(2, 6, 8, 12, generator=gen).contiguous(memory_format=fmt)
+    wt = torch.randn(10, 6, 3, 3, generator=gen) / 7
+    b0 = torch.randn(10, generator=gen)
+    gy = torch.randn(2, 10, 8, 12, generator=gen)
+
+    def run(conv):
+        x, b = x0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
+        y = conv(x, wt, b)
+        gx, gb = torch.autograd.grad((y * gy).sum(), [x, b])
+        x2 = x0.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(conv(x2, wt, None).square().sum(), x2, create_graph=True)
+        (gg,) = torch.autograd.grad(g.square().sum(), x2)
+        return y, gx, gb, g, gg
+
+    got, ref = run(ops.winograd_conv3x3), run(lambda x, w, b: F.conv2d(x, w, b, padding=1))
+    for a, r in zip(got, ref):
+        torch.testing.assert_close(a, r, atol=2e-5 * r.abs().max().item(), rtol=1e-5)
+
+
+def test_use_winograd_only_where_measured_faster(monkeypatch):
+    """Channels-last float32 on a CPU, even sizes from WINOGRAD_MIN_SIZE, channels from WINOGRAD_MIN_CHANNELS,
+    a frozen weight."""
+    if ops._onednn_linear_op() is None:
+        pytest.skip("no oneDNN linear op")
+    cl = torch.channels_last
+    x = torch.randn(1, 256, 16, 16).contiguous(memory_format=cl)
+    w = torch.randn(256, 256, 3, 3)
+    assert ops.use_winograd(x, w)
+    assert not ops.use_winograd(x.contiguous(), w)  # NCHW (G's layers): direct
+    assert not ops.use_winograd(x.double(), w.double())
+    assert not ops.use_winograd(torch.randn(1, 256, 18, 17).contiguous(memory_format=cl), w)  # odd width
+    assert not ops.use_winograd(torch.randn(1, 256, 8, 8).contiguous(memory_format=cl), w)  # too small
+    assert not ops.use_winograd(torch.randn(1, 128, 16, 16).contiguous(memory_format=cl), w[:, :128])
+    assert not ops.use_winograd(x, w.clone().requires_grad_(True))  # tracked: the weight's gradient is direct
+    with torch.no_grad():
+        assert ops.use_winograd(x, w.clone().requires_grad_(True))
+    monkeypatch.setattr(ops, "WINOGRAD_ON_CPU", False)
+    assert not ops.use_winograd(x, w)
+
+
+@needs_onednn
+@pytest.mark.parametrize("fixture", ["TINY", "EDGE"])
+def test_discriminator_with_winograd_everywhere_keeps_nvidia_parity(monkeypatch, fixture):
+    """Forcing the Winograd path into every 3x3 layer of the fixture discriminators keeps the logits within
+    the parity tolerance of tests/test_networks.py; the image gradient and an R1-style double backward
+    (frozen D) stay where the direct convolutions put them.
+
+    The gradients are compared in norm: a pre-activation within float32 rounding of zero can land on the
+    other side of the lrelu kink (one of 2M does in the tiny D: 1e-3 of the gradient's norm), while a wrong
+    backward is off by O(1).
+    """
+    import conftest
+    from safetensors.torch import load_file
+
+    import hrinv_nb
+
+    path = getattr(conftest, fixture)
+    tensors = load_file(str(path))
+    D = hrinv_nb.load_networks(path).D
+    img0 = tensors["img_psi1_const" if fixture == "TINY" else "img_psi0.5_cutoff4_const"]
+
+    def run():
+        img = img0.clone().requires_grad_(True)
+        logits = D(img, None)
+        (g,) = torch.autograd.grad(logits.sum(), img, create_graph=True)
+        (gg,) = torch.autograd.grad(g.square().sum(), img)
+        return logits.detach(), g.detach(), gg
+
+    direct = run()
+    monkeypatch.setattr(ops, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(ops, "WINOGRAD_MIN_SIZE", 2)
+    calls = []
+    real = ops.winograd_conv3x3
+    monkeypatch.setattr(ops, "winograd_conv3x3", lambda *a: calls.append(1) or real(*a))
+    logits, g, gg = run()
+    assert calls, "the Winograd path was not taken"
+    torch.testing.assert_close(logits, tensors["D_logits"], atol=2e-5, rtol=5e-6)
+    for a, r in zip((g, gg), direct[1:]):
+        assert ((a - r).norm() / r.norm()).item() < 1e-2
