@@ -22,8 +22,8 @@ from torch import nn
 from .ops import (
     bias_act,
     conv2d_resample,
-    downsample2d,
     derive,
+    downsample2d,
     is_channels_last,
     modulated_conv2d,
     normalize_2nd_moment,
