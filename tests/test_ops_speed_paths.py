@@ -329,6 +329,24 @@ def test_frozen_derived_refuses_tracked_tensors_and_views():
         ops.frozen_derived(torch.randn(3, 4), "t", lambda t: t.t())
 
 
+def test_conv_takes_the_frozen_path_only_for_a_frozen_weight_under_autograd(monkeypatch):
+    """ops._conv routes a 3x3 stride-1 convolution with a frozen weight and an input needing its gradient
+    through frozen_conv3x3; a tracked weight (training) keeps autograd's convolution and its weight gradient."""
+    calls = []
+    real = ops.frozen_conv3x3
+    monkeypatch.setattr(ops, "frozen_conv3x3", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = torch.randn(1, 4, 6, 6, requires_grad=True)
+    w = torch.randn(5, 4, 3, 3)
+    ops._conv(x, w, padding=(1, 1)).sum().backward()
+    assert len(calls) == 1
+    wt = w.clone().requires_grad_(True)
+    ops._conv(x, wt, padding=(1, 1)).sum().backward()
+    assert len(calls) == 1 and wt.grad is not None
+    with torch.no_grad():
+        ops._conv(x, w, padding=(1, 1))
+    assert len(calls) == 1
+
+
 def test_networks_follow_weights_loaded_after_a_forward():
     """G and D cache derived weights; loading other weights (load_state_dict) must change their outputs."""
     from conftest import TINY
@@ -430,9 +448,10 @@ def test_winograd_conv3x3_matches_conv2d(batch, in_ch, out_ch, h, w, channels_la
 
 @needs_onednn
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_winograd_conv3x3_gradients_and_double_backward(channels_last):
-    """The input and bias gradients (a Winograd convolution by the flipped, transposed kernel) and an
-    R1-style double backward agree with F.conv2d's."""
+@pytest.mark.parametrize("winograd", [True, False])
+def test_frozen_conv3x3_gradients_and_double_backward(channels_last, winograd):
+    """The input and bias gradients (a forward convolution, Winograd or direct, by the flipped, transposed
+    kernel) and an R1-style double backward agree with F.conv2d's."""
     gen = torch.Generator().manual_seed(16)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x0 = torch.randn(2, 6, 8, 12, generator=gen).contiguous(memory_format=fmt)
@@ -449,7 +468,8 @@ def test_winograd_conv3x3_gradients_and_double_backward(channels_last):
         (gg,) = torch.autograd.grad(g.square().sum(), x2)
         return y, gx, gb, g, gg
 
-    got, ref = run(ops.winograd_conv3x3), run(lambda x, w, b: F.conv2d(x, w, b, padding=1))
+    got = run(lambda x, w, b: ops.frozen_conv3x3(x, w, b, winograd=winograd))
+    ref = run(lambda x, w, b: F.conv2d(x, w, b, padding=1))
     for a, r in zip(got, ref):
         torch.testing.assert_close(a, r, atol=2e-5 * r.abs().max().item(), rtol=1e-5)
 
