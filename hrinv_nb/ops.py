@@ -8,7 +8,9 @@ one (transposed) convolution with the fewest possible padded pixels, the demodul
 matrix product, per-channel scalings reduce their gradients with one einsum, 1x1 convolutions are
 matrix products (oneDNN's on a CPU, see :func:`linear`), channels-last inputs (D's, on a CPU) stay
 channels-last, and what a frozen network derives from its weights on every call (a scaled or transposed
-copy) is computed once (:func:`frozen_derived`).
+copy) is computed once (:func:`frozen_derived`). With a frozen weight, wide 3x3 channels-last layers run
+by Winograd F(2x2, 3x3) (:func:`use_winograd`), and input gradients are forward convolutions
+(:func:`frozen_conv3x3`).
 """
 
 from __future__ import annotations
