@@ -33,6 +33,12 @@ ONEDNN_LINEAR_ON_CPU = True
 _DERIVED: WeakIdKeyDictionary = WeakIdKeyDictionary()  # tensor -> {tag: (state of the tensor, derived tensor)}
 
 
+def on_plain_cpu(x: torch.Tensor) -> bool:
+    """Whether ``x`` is on a CPU outside autocast: the custom CPU paths below (oneDNN products, Winograd,
+    forward-convolution gradients) run there only; under autocast their backward would see mixed dtypes."""
+    return x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
+
+
 def is_tracked(t: torch.Tensor) -> bool:
     """Whether autograd records operations on ``t`` here (grad mode on and ``t`` requiring grad)."""
     return torch.is_grad_enabled() and t.requires_grad
@@ -124,7 +130,7 @@ def linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -
     """
     assert w.ndim == 2 and x.shape[-1] == w.shape[1], f"x {tuple(x.shape)} vs w {tuple(w.shape)}"
     op = None
-    if ONEDNN_LINEAR_ON_CPU and x.device.type == "cpu" and x.dtype == w.dtype == torch.float32 and not is_tracked(w):
+    if ONEDNN_LINEAR_ON_CPU and on_plain_cpu(x) and x.dtype == w.dtype == torch.float32 and not is_tracked(w):
         op = _onednn_linear_op()
     if op is None or (bias is not None and bias.dtype != torch.float32):
         return F.linear(x, w, bias)
@@ -385,7 +391,7 @@ def use_winograd(x: torch.Tensor, w: torch.Tensor) -> bool:
     """Whether a 3x3, stride-1, padding-1 convolution of ``x`` by ``w`` takes the Winograd path."""
     return (
         WINOGRAD_ON_CPU
-        and x.device.type == "cpu"
+        and on_plain_cpu(x)
         and is_channels_last(x)
         and x.dtype == w.dtype == torch.float32
         and w.shape[2:] == (3, 3)
@@ -557,10 +563,10 @@ def _conv(
         return y if bias is None else y + bias.reshape(1, -1, 1, 1).to(y.dtype)
     if transpose:
         frozen = not is_tracked(w) and torch.is_grad_enabled() and x.requires_grad
-        if frozen and groups == 1 and bias is None and x.device.type == "cpu":
+        if frozen and groups == 1 and bias is None and on_plain_cpu(x):
             return _FrozenConvTranspose.apply(x, w, stride, padding)
         return F.conv_transpose2d(x, w, bias, stride=stride, padding=padding, groups=groups)
-    if stride == 1 and padding == (1, 1) and groups == 1 and w.shape[2:] == (3, 3) and x.device.type == "cpu":
+    if stride == 1 and padding == (1, 1) and groups == 1 and w.shape[2:] == (3, 3) and on_plain_cpu(x):
         if use_winograd(x, w):
             return winograd_conv3x3(x, w, bias)
         if torch.is_grad_enabled() and x.requires_grad and not is_tracked(w):

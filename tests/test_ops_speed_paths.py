@@ -534,3 +534,19 @@ def test_discriminator_with_winograd_everywhere_keeps_nvidia_parity(monkeypatch,
     torch.testing.assert_close(logits, tensors["D_logits"], atol=2e-5, rtol=5e-6)
     for a, r in zip((g, gg), direct[1:]):
         assert ((a - r).norm() / r.norm()).item() < 1e-2
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_cpu_paths_step_aside_under_autocast(transpose):
+    """Under CPU autocast (the bf16 variants of benchmarks/bench_gpu.py), a frozen-weight convolution
+    under autograd takes autograd's own path: the custom backwards would meet bf16 gradients and float32
+    weights."""
+    x = torch.randn(1, 8, 6, 6, requires_grad=True)
+    w = torch.randn(8, 8, 3, 3)
+    kw = dict(stride=2, transpose=True) if transpose else dict(padding=(1, 1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = ops._conv(x, w, **kw)
+        assert y.dtype == torch.bfloat16 and not ops.on_plain_cpu(x)
+    y.float().square().sum().backward()
+    assert x.grad is not None and x.grad.dtype == torch.float32
+    assert ops.on_plain_cpu(x)
