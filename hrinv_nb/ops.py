@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -97,27 +98,58 @@ def _onednn_linear_op() -> Callable[..., torch.Tensor] | None:
     return op if exact else None
 
 
-class _OneDNNLinear(torch.autograd.Function):
-    """``x @ w.T + b`` by oneDNN, differentiable w.r.t. ``x`` and ``b`` (``w`` is frozen)."""
+@dataclass(frozen=True)
+class FrozenMap:
+    """A linear map ``x -> apply(x, w, bias)`` by a weight autograd does not track, with its adjoint.
+
+    ``adjoint(gy, w)`` computes the input gradient with the map's own fast forward kernels (its derived
+    weights cached by :func:`frozen_derived`); ``adjoint_graph(gy, w)`` the same with differentiable torch
+    ops, for a double backward (``create_graph=True``, as R1 needs); ``channel_dim`` is the dimension the
+    bias runs along.
+    """
+
+    apply: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+    adjoint: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    adjoint_graph: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    channel_dim: int
+
+
+class _FrozenMapFunction(torch.autograd.Function):
+    """Autograd for a :class:`FrozenMap`: differentiable w.r.t. the input and the bias."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, op: Callable) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, fmap: FrozenMap) -> torch.Tensor:
         ctx.save_for_backward(w)
-        ctx.op = op
-        return op(x, w, b, "none", [], "")
+        ctx.fmap = fmap
+        return fmap.apply(x, w, bias)
 
     @staticmethod
     def backward(ctx, gy: torch.Tensor) -> tuple[torch.Tensor | None, None, torch.Tensor | None, None]:
         (w,) = ctx.saved_tensors
+        fmap = ctx.fmap
         gx = gb = None
         if ctx.needs_input_grad[0]:
-            if torch.is_grad_enabled():  # a double backward (create_graph=True): stay differentiable
-                gx = gy @ w
-            else:
-                gx = ctx.op(gy, frozen_derived(w, "t", lambda t: t.t().contiguous()), None, "none", [], "")
+            gx = fmap.adjoint_graph(gy, w) if torch.is_grad_enabled() else fmap.adjoint(gy, w)
         if ctx.needs_input_grad[2]:
-            gb = gy.reshape(-1, gy.shape[-1]).sum(0)
+            gb = gy.sum(dim=[d for d in range(gy.ndim) if d != fmap.channel_dim % gy.ndim])
         return gx, None, gb, None
+
+
+def apply_frozen(fmap: FrozenMap, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``fmap.apply(x, w, bias)``, through autograd only where a gradient for ``x`` or ``bias`` is wanted."""
+    assert not is_tracked(w), "a FrozenMap needs a weight autograd does not track (it caches kernels derived from it)"
+    if (torch.is_grad_enabled() and x.requires_grad) or (bias is not None and is_tracked(bias)):
+        return _FrozenMapFunction.apply(x, w, bias, fmap)
+    return fmap.apply(x, w, bias)
+
+
+def _onednn_linear_map(op: Callable[..., torch.Tensor]) -> FrozenMap:
+    return FrozenMap(
+        apply=lambda x, w, b: op(x, w, b, "none", [], ""),
+        adjoint=lambda gy, w: op(gy, frozen_derived(w, "t", lambda t: t.t().contiguous()), None, "none", [], ""),
+        adjoint_graph=lambda gy, w: gy @ w,
+        channel_dim=-1,
+    )
 
 
 def linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -134,9 +166,7 @@ def linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -
         op = _onednn_linear_op()
     if op is None or (bias is not None and bias.dtype != torch.float32):
         return F.linear(x, w, bias)
-    if (torch.is_grad_enabled() and x.requires_grad) or (bias is not None and is_tracked(bias)):
-        return _OneDNNLinear.apply(x, w, bias, op)
-    return op(x, w, bias, "none", [], "")
+    return apply_frozen(_onednn_linear_map(op), x, w, bias)
 
 
 def setup_filter(taps: list[float] | torch.Tensor, normalize: bool = True) -> torch.Tensor:
@@ -459,55 +489,34 @@ def _flipped_transposed(w: torch.Tensor) -> torch.Tensor:
     return w.flip([2, 3]).transpose(0, 1).contiguous(memory_format=fmt)
 
 
-class _FrozenConv3x3(torch.autograd.Function):
-    """A 3x3, stride-1, padding-1 convolution by a frozen weight, differentiable w.r.t. the input and bias.
-
-    Its input gradient is computed as a forward convolution of the output gradient by the flipped,
-    transposed kernel (cached), in the same way as the forward (Winograd or direct). On a CPU oneDNN's
-    forward kernel is faster than its backward-data one: 40 ms against 52 ms at 512 channels and 64²
-    (NCHW), 52 ms against 90 ms at 128 channels and 256²; 8% slower at 256 channels and 128² (2 threads,
-    AMD EPYC, 2026-11-28).
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, winograd: bool) -> torch.Tensor:
-        ctx.save_for_backward(w)
-        ctx.winograd = winograd
-        return _frozen_conv3x3(x, w, bias, winograd)
-
-    @staticmethod
-    def backward(ctx, gy: torch.Tensor) -> tuple[torch.Tensor | None, None, torch.Tensor | None, None]:
-        (w,) = ctx.saved_tensors
-        gx = gb = None
-        if ctx.needs_input_grad[0]:
-            if torch.is_grad_enabled():  # a double backward (create_graph=True): stay differentiable
-                gx = F.conv2d(gy, w.flip([2, 3]).transpose(0, 1), padding=1)
-            else:
-                gx = _frozen_conv3x3(
-                    gy, frozen_derived(w, "flipped-transposed", _flipped_transposed), None, ctx.winograd
-                )
-        if ctx.needs_input_grad[2]:
-            gb = gy.sum(dim=[0, 2, 3])
-        return gx, None, gb, None
+def _conv3x3_map(winograd: bool) -> FrozenMap:
+    """A 3x3, stride-1, padding-1 convolution; its input gradient is the forward convolution of the output
+    gradient by the flipped, transposed kernel (cached), Winograd or direct like the forward. On a CPU
+    oneDNN's forward kernel beats its backward-data one (G's fwd+bwd: -5% at 256², 2026-11-28)."""
+    return FrozenMap(
+        apply=lambda x, w, b: _frozen_conv3x3(x, w, b, winograd),
+        adjoint=lambda gy, w: _frozen_conv3x3(
+            gy, frozen_derived(w, "flipped-transposed", _flipped_transposed), None, winograd
+        ),
+        adjoint_graph=lambda gy, w: F.conv2d(gy, w.flip([2, 3]).transpose(0, 1), padding=1),
+        channel_dim=1,
+    )
 
 
-class _FrozenConvTranspose(torch.autograd.Function):
-    """A transposed convolution by a frozen weight whose input gradient is the strided forward convolution
-    ``conv2d(gy, w, stride, padding)`` called directly: the same numbers as autograd's (bit-identical), in
-    0.63x to 0.93x the time on a CPU, where autograd's path adds a copy of the gradient (512 channels at 32²
-    -> 65²: 16 ms against 26 ms; 64 channels at 256²: 34 ms against 49 ms; 2 threads, 2026-11-28)."""
+def _conv_transpose_map(stride: int, padding: tuple[int, int]) -> FrozenMap:
+    """A transposed convolution (no bias); its input gradient is the strided forward convolution called
+    directly: autograd's numbers (bit-identical) in 0.63x-0.93x the time on a CPU, where autograd's path adds a
+    copy of the gradient (512 channels, 32² -> 65²: 16 ms against 26 ms; 2 threads, 2026-11-28)."""
 
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor, stride: int, padding: tuple[int, int]) -> torch.Tensor:
-        ctx.save_for_backward(w)
-        ctx.stride, ctx.padding = stride, padding
-        return F.conv_transpose2d(x, w, stride=stride, padding=padding)
+    def adjoint(gy: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(gy, w, stride=stride, padding=padding)
 
-    @staticmethod
-    def backward(ctx, gy: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
-        (w,) = ctx.saved_tensors
-        gx = F.conv2d(gy, w, stride=ctx.stride, padding=ctx.padding) if ctx.needs_input_grad[0] else None
-        return gx, None, None, None
+    return FrozenMap(
+        apply=lambda x, w, b: F.conv_transpose2d(x, w, b, stride=stride, padding=padding),
+        adjoint=adjoint,
+        adjoint_graph=adjoint,
+        channel_dim=1,
+    )
 
 
 def frozen_conv3x3(
@@ -518,14 +527,11 @@ def frozen_conv3x3(
     ``winograd=True`` computes it by Winograd F(2x2, 3x3) (see :func:`use_winograd`), which agrees with the
     direct convolution to float32 rounding (closer to a float64 reference than oneDNN's channels-last direct
     convolution in our measurements); the transformed kernel is cached while ``w`` is unchanged. Under
-    autograd the input gradient is a forward convolution too (:class:`_FrozenConv3x3`), differentiable
+    autograd the input gradient is a forward convolution too (:func:`_conv3x3_map`), differentiable
     twice (the double backward is direct).
     """
-    assert not is_tracked(w), "frozen_conv3x3 needs a frozen weight (it caches kernels derived from it)"
     assert x.ndim == 4 and w.shape[1] == x.shape[1] and w.shape[2:] == (3, 3), f"x {tuple(x.shape)}, w {tuple(w.shape)}"
-    if (torch.is_grad_enabled() and x.requires_grad) or (bias is not None and is_tracked(bias)):
-        return _FrozenConv3x3.apply(x, w, bias, winograd)
-    return _frozen_conv3x3(x, w, bias, winograd)
+    return apply_frozen(_conv3x3_map(winograd), x, w, bias)
 
 
 def winograd_conv3x3(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -564,7 +570,7 @@ def _conv(
     if transpose:
         frozen = not is_tracked(w) and torch.is_grad_enabled() and x.requires_grad
         if frozen and groups == 1 and bias is None and on_plain_cpu(x):
-            return _FrozenConvTranspose.apply(x, w, stride, padding)
+            return apply_frozen(_conv_transpose_map(stride, padding), x, w)
         return F.conv_transpose2d(x, w, bias, stride=stride, padding=padding, groups=groups)
     if stride == 1 and padding == (1, 1) and groups == 1 and w.shape[2:] == (3, 3) and on_plain_cpu(x):
         if use_winograd(x, w):
