@@ -75,8 +75,11 @@ def frozen_derived(t: torch.Tensor, tag: Hashable, make: Callable[[torch.Tensor]
 
 
 def derive(t: torch.Tensor, tag: Hashable, make: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """``make(t)``: cached by :func:`frozen_derived` where autograd does not track ``t``, else computed."""
-    return make(t) if is_tracked(t) else frozen_derived(t, tag, make)
+    """``make(t)``: cached by :func:`frozen_derived` where autograd does not track ``t``, else computed (and
+    always computed while ``torch.compile`` traces, so that the compiled graph holds the computation)."""
+    if is_tracked(t) or torch.compiler.is_compiling():
+        return make(t)
+    return frozen_derived(t, tag, make)
 
 
 def clear_derived() -> None:

@@ -319,6 +319,23 @@ def test_frozen_derived_is_reused_until_the_tensor_changes():
     assert torch.equal(ops.frozen_derived(w, "x2", make), torch.full((3, 4), 10.0))
 
 
+def test_derive_computes_for_tracked_tensors_and_while_compiling(monkeypatch):
+    calls = []
+
+    def make(t):
+        calls.append(1)
+        return t * 2
+
+    w = torch.randn(3)
+    ops.derive(w, "x2", make), ops.derive(w, "x2", make)
+    assert len(calls) == 1  # frozen: cached
+    ops.derive(w.clone().requires_grad_(True), "x2", make)
+    assert len(calls) == 2
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    ops.derive(w, "x2", make)
+    assert len(calls) == 3
+
+
 def test_frozen_derived_refuses_tracked_tensors_and_views():
     w = torch.randn(3, 4, requires_grad=True)
     with pytest.raises(AssertionError, match="tracked by autograd"):
