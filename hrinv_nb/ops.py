@@ -54,7 +54,7 @@ def frozen_derived(t: torch.Tensor, tag: Hashable, make: Callable[[torch.Tensor]
     counter changes, i.e. after every in-place write through PyTorch (``copy_``, ``load_state_dict``, an
     optimiser step) and every ``.to()``; a write through ``t.data`` bypasses the version counter, so it needs
     :func:`clear_derived` afterwards. ``t`` must not be tracked by autograd (:func:`is_tracked`): the value
-    carries no gradient. ``make`` must return a new tensor (not a view of ``t``, which would keep ``t`` alive).
+    carries no gradient. A view returned by ``make`` is stored as a copy (a view would keep ``t`` alive).
     """
     assert not is_tracked(t), "frozen_derived: the tensor is tracked by autograd; derive it on every call instead"
     if t.is_inference():  # no version counter to watch
@@ -69,7 +69,8 @@ def frozen_derived(t: torch.Tensor, tag: Hashable, make: Callable[[torch.Tensor]
         return hit[1]
     with torch.no_grad():
         value = make(t)
-    assert not value._is_view(), "frozen_derived: make() returned a view; return a new tensor"
+    if value._is_view():  # a view (t.t() of a contiguous [1, I], say) would keep t, the weak key, alive
+        value = value.clone()
     entries[tag] = (state, value)
     return value
 

@@ -336,14 +336,22 @@ def test_derive_computes_for_tracked_tensors_and_while_compiling(monkeypatch):
     assert len(calls) == 3
 
 
-def test_frozen_derived_refuses_tracked_tensors_and_views():
+def test_frozen_derived_refuses_tracked_tensors_and_copies_views():
     w = torch.randn(3, 4, requires_grad=True)
     with pytest.raises(AssertionError, match="tracked by autograd"):
         ops.frozen_derived(w, "t", lambda t: t * 2)
     with torch.no_grad():  # untracked here: allowed
         ops.frozen_derived(w, "t", lambda t: t * 2)
-    with pytest.raises(AssertionError, match="view"):
-        ops.frozen_derived(torch.randn(3, 4), "t", lambda t: t.t())
+    import gc
+    import weakref
+
+    t = torch.randn(1, 4)
+    value = ops.frozen_derived(t, "t", lambda t: t.t().contiguous())  # [1,4].t() is contiguous: a view
+    assert not value._is_view() and torch.equal(value, t.t())
+    ref = weakref.ref(t)
+    del t
+    gc.collect()
+    assert ref() is None  # the cached copy does not keep the weight alive
 
 
 def test_conv_takes_the_frozen_path_only_for_a_frozen_weight_under_autograd(monkeypatch):
@@ -567,3 +575,12 @@ def test_cpu_paths_step_aside_under_autocast(transpose):
     y.float().square().sum().backward()
     assert x.grad is not None and x.grad.dtype == torch.float32
     assert ops.on_plain_cpu(x)
+
+
+@needs_onednn
+def test_linear_to_one_output_backward():
+    """A weight [1, I] (a 1x1 layer to one channel): its transpose is a contiguous view, cached as a copy."""
+    x = torch.randn(5, 8, requires_grad=True)
+    w = torch.randn(1, 8)
+    ops.linear(x, w).sum().backward()
+    torch.testing.assert_close(x.grad, w.expand(5, 8), atol=1e-6, rtol=1e-6)
