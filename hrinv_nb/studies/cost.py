@@ -561,7 +561,10 @@ def ratio_figure(comparisons: dict[str, tuple[Sequence[float], Sequence[float], 
     ax.set_xticks(range(len(comparisons)))
     ax.set_xticklabels(list(comparisons), fontsize=7)
     ax.set_ylabel("ln(ratio)  (0: equal cost)", fontsize=8)
-    ax.legend(fontsize=7, loc="upper right")
+    # Headroom above every point and paper bar for a one-row legend, so that it hides neither.
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi + 0.3 * (hi - lo))
+    ax.legend(fontsize=7, loc="upper center", ncols=3)
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
