@@ -35,9 +35,10 @@ _DERIVED: WeakIdKeyDictionary = WeakIdKeyDictionary()  # tensor -> {tag: (state 
 
 
 def on_plain_cpu(x: torch.Tensor) -> bool:
-    """Whether ``x`` is on a CPU outside autocast: the custom CPU paths below (oneDNN products, Winograd,
-    forward-convolution gradients) run there only; under autocast their backward would see mixed dtypes."""
-    return x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
+    """Whether ``x`` is on a CPU outside autocast and outside ``torch.compile``'s tracing: the custom CPU
+    paths below (oneDNN products, Winograd, forward-convolution gradients) run there only. Under autocast
+    their backward would see mixed dtypes; a compiled graph should hold plain ops, not cached tensors."""
+    return x.device.type == "cpu" and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
 
 
 def is_tracked(t: torch.Tensor) -> bool:
@@ -538,11 +539,6 @@ def frozen_conv3x3(
     return apply_frozen(_conv3x3_map(winograd), x, w, bias)
 
 
-def winograd_conv3x3(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.conv2d(x, w, bias, padding=1)`` by Winograd F(2x2, 3x3), for a frozen ``w`` (:func:`frozen_conv3x3`)."""
-    return frozen_conv3x3(x, w, bias, winograd=True)
-
-
 def _conv(
     x: torch.Tensor,
     w: torch.Tensor,
@@ -577,10 +573,9 @@ def _conv(
             return apply_frozen(_conv_transpose_map(stride, padding), x, w)
         return F.conv_transpose2d(x, w, bias, stride=stride, padding=padding, groups=groups)
     if stride == 1 and padding == (1, 1) and groups == 1 and w.shape[2:] == (3, 3) and on_plain_cpu(x):
-        if use_winograd(x, w):
-            return winograd_conv3x3(x, w, bias)
-        if torch.is_grad_enabled() and x.requires_grad and not is_tracked(w):
-            return frozen_conv3x3(x, w, bias)
+        winograd = use_winograd(x, w)
+        if winograd or (torch.is_grad_enabled() and x.requires_grad and not is_tracked(w)):
+            return frozen_conv3x3(x, w, bias, winograd=winograd)
     return F.conv2d(x, w, bias, stride=stride, padding=padding, groups=groups)
 
 

@@ -462,7 +462,7 @@ def test_winograd_conv3x3_matches_conv2d(batch, in_ch, out_ch, h, w, channels_la
     x = torch.randn(batch, in_ch, h, w, generator=gen).contiguous(memory_format=fmt)
     wt = torch.randn(out_ch, in_ch, 3, 3, generator=gen) / (9 * in_ch) ** 0.5
     b = torch.randn(out_ch, generator=gen) if with_bias else None
-    y = ops.winograd_conv3x3(x, wt, b)
+    y = ops.frozen_conv3x3(x, wt, b, winograd=True)
     ref = _conv_f64(x, wt, b)
     assert y.shape == ref.shape and y.dtype == torch.float32
     assert ops.is_channels_last(y) == (channels_last and h * w > 1) or y.is_contiguous(memory_format=fmt)
@@ -552,8 +552,8 @@ def test_discriminator_with_winograd_everywhere_keeps_nvidia_parity(monkeypatch,
     monkeypatch.setattr(ops, "WINOGRAD_MIN_CHANNELS", 1)
     monkeypatch.setattr(ops, "WINOGRAD_MIN_SIZE", 2)
     calls = []
-    real = ops.winograd_conv3x3
-    monkeypatch.setattr(ops, "winograd_conv3x3", lambda *a: calls.append(1) or real(*a))
+    real = ops._winograd
+    monkeypatch.setattr(ops, "_winograd", lambda *a: calls.append(1) or real(*a))
     logits, g, gg = run()
     assert calls, "the Winograd path was not taken"
     torch.testing.assert_close(logits, tensors["D_logits"], atol=2e-5, rtol=5e-6)
@@ -575,6 +575,17 @@ def test_cpu_paths_step_aside_under_autocast(transpose):
     y.float().square().sum().backward()
     assert x.grad is not None and x.grad.dtype == torch.float32
     assert ops.on_plain_cpu(x)
+
+
+def test_cpu_paths_step_aside_while_compiling(monkeypatch):
+    """While torch.compile traces, ops._conv emits plain convolutions (no cached derived tensors)."""
+    x = torch.randn(1, 8, 6, 6, requires_grad=True)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert not ops.on_plain_cpu(x)
+    calls = []
+    monkeypatch.setattr(ops, "apply_frozen", lambda *a: calls.append(1))
+    y = ops._conv(x, torch.randn(8, 8, 3, 3), padding=(1, 1))
+    assert not calls and y.shape == (1, 8, 6, 6)
 
 
 @needs_onednn
